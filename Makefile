@@ -1,0 +1,33 @@
+# The verbs people use. CI calls the same ones (.ci/run).
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO   := data/demo
+
+.PHONY: setup demo test lint bench bench-quick clean
+
+$(BIN)/audtools: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+setup: $(BIN)/audtools  ## create .venv and install audtools with its test tools
+
+demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imports
+	rm -rf $(DEMO)
+	$(BIN)/audtools init $(DEMO)
+	$(BIN)/audtools samples -w $(DEMO)
+	$(BIN)/audtools batches -w $(DEMO)
+	$(BIN)/audtools catalog -w $(DEMO)
+	$(BIN)/python -m audtools.demo $(DEMO)
+
+test: setup  ## every test, slow ones included
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check audtools tests
+	$(BIN)/mypy audtools
+
+clean:
+	rm -rf $(DEMO) .pytest_cache .hypothesis

@@ -1,0 +1,100 @@
+"""The derived-ID cache: each profile's match key per declared-ID data source.
+
+Deriving declared IDs (normalise, then hash) costs seconds on millions of profiles, so the keys are
+kept in the table ``derived_ids`` per data source and rebuilt only when profiles are loaded (which
+empties the cache) or when the way the data source derives them changes (its fingerprint).
+
+For an encrypted data source the cached key is the *normalised* value: imports compare decrypted
+members with it, and exports encrypt it with the key read at that moment, so no ciphertext made
+with an old key is ever kept.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from . import ids
+from .config import DataSource, WorkspaceConfig
+from .store import transaction
+
+log = logging.getLogger("audtools")
+
+CHUNK_ROWS = 256 * 1024
+
+
+def kind_of(source: DataSource) -> ids.NormaliserKind:
+    """How the data source's key values are normalised (by channel, else by column name)."""
+    return ids.normaliser_for(source.channel, source.reconciliation_key or "")
+
+
+def fingerprint(config: WorkspaceConfig, source: DataSource) -> str:
+    """What the cached keys depend on, besides the profiles."""
+    return f"{source.fingerprint()}|{config.default_region}"
+
+
+def profile_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """The columns of the profiles table."""
+    return [row[0] for row in con.execute("DESCRIBE profiles").fetchall()]
+
+
+def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: DataSource) -> bool:
+    """Make sure ``derived_ids`` holds the current keys of ``source``; commit them.
+
+    Returns:
+        True when the cache was rebuilt, False when it was already current.
+    """
+    if source.reconciliation != "declared_id":
+        return False
+    want = fingerprint(config, source)
+    row = con.execute(
+        "SELECT fingerprint FROM derived_state WHERE data_source = ?", [source.id]
+    ).fetchone()
+    if row is not None and row[0] == want:
+        return False
+    column = source.reconciliation_key or ""
+    with transaction(con):
+        con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
+        con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
+        if column in profile_columns(con):
+            values = con.sql(
+                f"SELECT profile_id, {_ident(column)}::VARCHAR AS v FROM profiles"
+            ).to_arrow_table()
+            for start in range(0, values.num_rows, CHUNK_ROWS):
+                part = values.slice(start, CHUNK_ROWS)
+                keys = ids.declared_ids(
+                    part["v"].combine_chunks(),
+                    kind=kind_of(source),
+                    default_region=config.default_region,
+                    hash=source.hash,
+                    encryption="none",
+                    key=None,
+                    iv=None,
+                    encoding=source.encoding,
+                )
+                chunk = pa.table({"profile_id": part["profile_id"], "k": keys}).filter(
+                    pc.is_valid(keys)
+                )
+                con.register("_chunk", chunk)
+                con.execute(
+                    "INSERT INTO derived_ids SELECT ?, profile_id, k FROM _chunk", [source.id]
+                )
+                con.unregister("_chunk")
+        else:
+            log.warning(
+                "the profiles have no column '%s' (the reconciliation_key of %s): "
+                "no profile has a declared ID",
+                column,
+                source.id,
+            )
+        con.execute("INSERT INTO derived_state VALUES (?, ?, 0)", [source.id, want])
+    log.info("rebuilt the derived IDs of %s", source.id)
+    return True
+
+
+def _ident(name: str) -> str:
+    """A quoted SQL identifier."""
+    return '"' + name.replace('"', '""') + '"'

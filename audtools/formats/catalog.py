@@ -1,0 +1,128 @@
+"""``catalog.json``: the shared audiences available in the Experience Cloud (SPEC §4.4).
+
+audtools reads the catalog of the import drop and never writes it. Shared audiences created by
+exports live in the database; :func:`full_catalog` puts both together, and :func:`resolve` names
+one of them by ``sid`` or exact name.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import AudtoolsError, InputError
+
+CATALOG_NAME = "catalog.json"
+SegmentType = Literal["segment", "trait", "rule", "key_value"]
+SegmentSource = Literal["audience_manager", "people_core_service", "analytics", "campaign"]
+_TYPES = ("segment", "trait", "rule", "key_value")
+_SOURCES = ("audience_manager", "people_core_service", "analytics", "campaign")
+
+
+@dataclass(frozen=True)
+class SharedAudience:
+    """One entry of the catalog: a shared audience of the Experience Cloud."""
+
+    sid: int
+    name: str
+    type: SegmentType = "segment"
+    source: SegmentSource = "audience_manager"
+
+    @property
+    def display(self) -> str:
+        """``Name (sid)``, as Campaign shows it."""
+        return f"{self.name} ({self.sid})"
+
+    def to_json(self) -> dict[str, Any]:
+        """The entry in the form of ``catalog.json``."""
+        return asdict(self)
+
+
+def read_catalog(drop: Path) -> list[SharedAudience]:
+    """The entries of ``DROP/catalog.json`` (none when the file is absent).
+
+    Raises:
+        InputError: ``bad_catalog`` naming the file and the entry at fault.
+    """
+    path = Path(drop) / CATALOG_NAME
+    if not path.is_file():
+        return []
+    try:
+        data = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            f"{CATALOG_NAME} cannot be read ({exc}); fix or remove it.", code="bad_catalog", file=str(path)
+        ) from None
+    segments = data.get("segments") if isinstance(data, dict) else None
+    if not isinstance(segments, list):
+        raise InputError(
+            f'{CATALOG_NAME} must be an object with a "segments" list; fix it.',
+            code="bad_catalog",
+            file=str(path),
+        )
+    out: list[SharedAudience] = []
+    for i, entry in enumerate(segments, 1):
+        problem = _entry_problem(entry)
+        if problem:
+            raise InputError(
+                f"{CATALOG_NAME}: segments[{i}] {problem}; fix the entry.",
+                code="bad_catalog",
+                file=str(path),
+            )
+        out.append(
+            SharedAudience(
+                sid=int(entry["sid"]),
+                name=entry["name"],
+                type=entry.get("type", "segment"),
+                source=entry.get("source", "audience_manager"),
+            )
+        )
+    return out
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "is not an object"
+    sid = entry.get("sid")
+    if isinstance(sid, str) and sid.isascii() and sid.isdigit():
+        sid = int(sid)
+    if isinstance(sid, bool) or not isinstance(sid, int) or sid < 0:
+        return "needs a numeric 'sid'"
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        return "needs a 'name'"
+    if entry.get("type", "segment") not in _TYPES:
+        return f"has type {entry.get('type')!r} (allowed: {', '.join(_TYPES)})"
+    if entry.get("source", "audience_manager") not in _SOURCES:
+        return f"has source {entry.get('source')!r} (allowed: {', '.join(_SOURCES)})"
+    return None
+
+
+def resolve(catalog: list[SharedAudience], ref: str | int) -> SharedAudience:
+    """The shared audience named by ``ref``: a ``sid`` (digits only) or an exact name.
+
+    Raises:
+        AudtoolsError: ``unknown_shared_audience`` when nothing matches; ``ambiguous_shared_audience``
+            when a name is held by several entries (their sids are listed).
+    """
+    text = str(ref)
+    if text.isascii() and text.isdigit():
+        sid = int(text)
+        for entry in catalog:
+            if entry.sid == sid:
+                return entry
+    matches = [entry for entry in catalog if entry.name == text]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        sids = ", ".join(str(m.sid) for m in matches)
+        raise AudtoolsError(
+            f"The shared audience name {text!r} is held by several entries (sids {sids}); "
+            "name it by its sid.",
+            code="ambiguous_shared_audience",
+        )
+    raise AudtoolsError(
+        f"No shared audience is named {text!r}; see 'audtools catalog' for the sids and names.",
+        code="unknown_shared_audience",
+    )

@@ -1,0 +1,134 @@
+"""The Campaign database: schema versions, migrations, the workspace lock."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from audtools import __version__, store
+from audtools.errors import WorkspaceBusy, WorkspaceError
+from audtools.workspace import Workspace, init_workspace, new_run_id
+
+
+def test_init_creates_the_layout(tmp_path: Path) -> None:
+    ws = init_workspace(tmp_path / "ws")
+    for sub in ("audtools.toml", "campaign.duckdb", "drops/import", "drops/export", "runs"):
+        assert (ws.root / sub).exists(), sub
+    with ws.session() as con:
+        assert store.schema_info(con) == (store.SCHEMA_VERSION, __version__)
+
+
+def test_init_refuses_an_existing_workspace(workspace: Workspace) -> None:
+    before = workspace.config.path.read_text()
+    with pytest.raises(WorkspaceError) as info:
+        init_workspace(workspace.root)
+    assert info.value.code == "workspace_exists"
+    assert workspace.config.path.read_text() == before
+
+
+def test_a_newer_workspace_is_refused_naming_both_versions(workspace: Workspace) -> None:
+    con = store.connect(workspace.config.database)
+    con.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    con.execute("UPDATE meta SET value = '9.9.9' WHERE key = 'audtools_version'")
+    con.close()
+    with pytest.raises(WorkspaceError) as info:
+        with workspace.session():
+            pass
+    assert info.value.code == "workspace_too_new"
+    assert "9.9.9" in info.value.message and __version__ in info.value.message
+
+
+def test_migration_copies_the_database_aside_first(workspace: Workspace, monkeypatch) -> None:
+    with workspace.session() as con:
+        con.execute("INSERT INTO profiles VALUES ('P1')")
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, "CREATE TABLE extra (x INTEGER);"])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", len(store.MIGRATIONS))
+    with workspace.session() as con:
+        assert store.schema_info(con)[0] == store.SCHEMA_VERSION
+        assert con.execute("SELECT count(*) FROM extra").fetchone() == (0,)
+    backups = list(workspace.root.glob("campaign.duckdb.v1-*.bak"))
+    assert len(backups) == 1
+    old = store.connect(backups[0], read_only=True)
+    assert store.schema_info(old)[0] == 1
+    assert old.execute("SELECT profile_id FROM profiles").fetchall() == [("P1",)]
+    old.close()
+
+
+def test_a_failed_migration_changes_nothing(workspace: Workspace, monkeypatch) -> None:
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, "CREATE TABLE ok (x INT); SELEC broken;"])
+    monkeypatch.setattr(store, "SCHEMA_VERSION", len(store.MIGRATIONS))
+    with pytest.raises(Exception):
+        with workspace.session():
+            pass
+    con = store.connect(workspace.config.database)
+    assert store.schema_info(con)[0] == 1
+    assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='ok'").fetchone() == (0,)
+    con.close()
+
+
+def test_run_ids_have_the_spec_form() -> None:
+    import re
+
+    assert re.fullmatch(r"\d{8}T\d{6}Z-[0-9a-f]{6}", new_run_id())
+
+
+HOLDER = textwrap.dedent(
+    """
+    import sys, time
+    from audtools.workspace import Workspace
+    ws = Workspace(sys.argv[1])
+    with ws.session(run_id="20261128T000000Z-abcdef", purpose="import"):
+        print("locked", flush=True)
+        time.sleep(60)
+    """
+)
+
+
+def _start_holder(ws: Workspace) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(ws.root)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+@pytest.mark.slow
+def test_a_second_process_waits_then_says_busy_naming_the_run(workspace: Workspace) -> None:
+    proc = _start_holder(workspace)
+    try:
+        started = time.monotonic()
+        with pytest.raises(WorkspaceBusy) as info:
+            with store.WorkspaceLock(workspace.root, timeout=0.6):
+                pass
+        assert time.monotonic() - started >= 0.5
+        assert info.value.code == "workspace_busy"
+        assert "20261128T000000Z-abcdef" in info.value.message
+        assert "import" in info.value.message
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.mark.slow
+def test_a_killed_holder_never_leaves_the_workspace_busy(workspace: Workspace) -> None:
+    proc = _start_holder(workspace)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with workspace.session() as con:  # the database is intact too
+        assert con.execute("SELECT count(*) FROM profiles").fetchone() == (0,)
+
+
+def test_the_lock_is_reentrant_within_a_process(workspace: Workspace) -> None:
+    with workspace.session():
+        with store.WorkspaceLock(workspace.root, timeout=0):
+            pass
+    with store.WorkspaceLock(workspace.root, timeout=0):
+        pass
