@@ -55,12 +55,11 @@ def handle_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         verbose = bool(kwargs.get("verbose"))
         as_json = bool(kwargs.get("as_json"))
-        logging.basicConfig(
-            level=logging.INFO if verbose else logging.WARNING,
-            format="audtools: %(message)s",
-            stream=sys.stderr,
-            force=True,
-        )
+        level = logging.INFO if verbose else logging.WARNING
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setLevel(level)  # run logs raise the logger's level; the terminal keeps its own
+        handler.setFormatter(logging.Formatter("audtools: %(message)s"))
+        logging.basicConfig(level=level, handlers=[handler], force=True)
         try:
             return func(*args, **kwargs)
         except AudtoolsError as exc:

@@ -310,6 +310,7 @@ def test_cli_json_has_every_key_and_writes_rejects(ws: Workspace, runner: CliRun
     code, data, err = run_import(runner, ws, "--label", "A", "--shared-audience", "Seg A",
                                  "--data-source", "defaultDataSource")
     assert code == 0, err
+    assert err == ""  # no log lines without -v
     assert list(data) == SPEC_KEYS
     assert data["audience"] == {"label": "A", "type": "experience_cloud",
                                 "shared_audience": {"sid": 100, "name": "Seg A"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -132,3 +133,28 @@ def test_the_lock_is_reentrant_within_a_process(workspace: Workspace) -> None:
             pass
     with store.WorkspaceLock(workspace.root, timeout=0):
         pass
+
+
+@pytest.mark.slow
+def test_the_cli_waits_for_lock_timeout_then_exits_1_busy(workspace: Workspace) -> None:
+    text = workspace.config.path.read_text().replace("lock_timeout = 60", "lock_timeout = 1")
+    workspace.config.path.write_text(text)
+    proc = _start_holder(workspace)
+    try:
+        started = time.monotonic()
+        out = subprocess.run(
+            [sys.executable, "-m", "audtools.cli", "catalog", "-w", str(workspace.root), "--json"],
+            capture_output=True, text=True, timeout=60,
+        )
+        assert time.monotonic() - started >= 1
+        assert out.returncode == 1
+        assert json.loads(out.stdout)["error"]["code"] == "workspace_busy"
+        assert "20261128T000000Z-abcdef" in out.stderr and out.stderr.count("\n") == 1
+    finally:
+        proc.kill()
+        proc.wait()
+    out = subprocess.run(
+        [sys.executable, "-m", "audtools.cli", "catalog", "-w", str(workspace.root), "--json"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
