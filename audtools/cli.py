@@ -275,7 +275,8 @@ def batches_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
 
     def text() -> str:
         lines: list[str] = []
-        for source_id, info in data["data_sources"].items():
+        sources: dict[str, Any] = data["data_sources"]  # type: ignore[assignment]
+        for source_id, info in sources.items():
             lines.append(f"{source_id} (last processed file: {info['last_file'] or '-'})")
             for name in info["applied"]:
                 lines.append(f"  applied  {name}")
@@ -398,7 +399,8 @@ def audiences_group(ctx: click.Context, workspace: Path, quiet: bool, verbose: b
 
     def text() -> str:
         lines = [f"{'label':<30} {'type':<16} {'sid':>10} {'data source':<22} {'size':>9}"]
-        for a in data["audiences"]:  # type: ignore[union-attr]
+        audiences: list[dict[str, Any]] = data["audiences"]  # type: ignore[assignment]
+        for a in audiences:
             lines.append(
                 f"{a['label']:<30} {a['type']:<16} {a['sid']:>10} {a['data_source']:<22} {a['size']:>9}"
             )

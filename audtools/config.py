@@ -226,18 +226,18 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
         for key in op:
             if key not in _OPERATOR_KEYS:
                 problems.append(f"{where}: unknown key '{key}' (allowed: login, name)")
-        name = text(op, "name", where, None)
-        if not name:
+        op_name = text(op, "name", where, None)
+        if not op_name:
             problems.append(f"{where}: 'name' is required")
             continue
-        where = f"operators[{i}] ({name})"
+        where = f"operators[{i}] ({op_name})"
         login = text(op, "login", where, "ims") or "ims"
         if login not in _CHOICES["login"]:
             problems.append(f"{where}: 'login' is '{login}'; allowed: ims, native")
             login = "ims"
-        if name in operators:
-            problems.append(f"{where}: duplicate operator name '{name}'")
-        operators[name] = Operator(name=name, login=login)  # type: ignore[arg-type]
+        if op_name in operators:
+            problems.append(f"{where}: duplicate operator name '{op_name}'")
+        operators[op_name] = Operator(name=op_name, login=login)  # type: ignore[arg-type]
     if operators and default_operator not in operators:
         problems.append(
             f"[workspace]: 'default_operator' is '{default_operator}', which no [[operators]] entry names"

@@ -363,7 +363,11 @@ def _import(
             dry_run=dry_run,
             started_at=utc_text(started),
             outcomes=outcomes,
-            **counts,
+            members=counts["members"],
+            undecryptable=counts["undecryptable"],
+            matched=counts["matched"],
+            profiles=counts["profiles"],
+            addresses=counts["addresses"],
         )
         if dry_run:
             con.execute("ROLLBACK")

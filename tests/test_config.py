@@ -156,3 +156,12 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
     (tmp_path / "audtools.toml").write_text("[workspace\n")
     with pytest.raises(ConfigError):
         load_config(tmp_path)
+
+
+def test_the_error_names_the_file_even_with_operators(tmp_path: Path) -> None:
+    (tmp_path / "audtools.toml").write_text(
+        '[[operators]]\nname = "bob"\nlogin = "ims"\n[workspace]\ndefault_operator = "bob"\ncolour = 1\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    assert info.value.message.startswith(str(tmp_path / "audtools.toml"))

@@ -4,7 +4,6 @@ failures that change nothing, and keys that never leave their key file."""
 from __future__ import annotations
 
 import base64
-import csv
 import hashlib
 import json
 import shutil

@@ -11,6 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from audtools import __version__, store
@@ -65,7 +66,7 @@ def test_migration_copies_the_database_aside_first(workspace: Workspace, monkeyp
 def test_a_failed_migration_changes_nothing(workspace: Workspace, monkeypatch) -> None:
     monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, "CREATE TABLE ok (x INT); SELEC broken;"])
     monkeypatch.setattr(store, "SCHEMA_VERSION", len(store.MIGRATIONS))
-    with pytest.raises(Exception):
+    with pytest.raises(duckdb.Error):
         with workspace.session():
             pass
     con = store.connect(workspace.config.database)
