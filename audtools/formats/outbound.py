@@ -555,29 +555,30 @@ def _parse_simple(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> _Parsed 
     syntax = (tabs == 0) | (tabs > 2)
     size = ends - starts
 
-    not_digit = (u8 < 48) | (u8 > 57)
-    if np.count_nonzero(not_digit) > m:  # non-digits other than the delimiters
-        nondigit = _in_spans(np.flatnonzero(not_digit & ~is_delim), starts, ends)
-    else:
-        nondigit = np.zeros(pieces, dtype=bool)
-    id_size = size[first]
-    if id_rule == "visitor_id":
-        id_ok = (id_size == 38) & ~nondigit[first]
-    else:
-        id_ok = id_size > 0
-        if b":" in data:
-            id_ok &= ~_in_spans(np.flatnonzero(u8 == 58), starts[first], ends[first])
-    token = ((col == 1) | (col == 2)) & (size > 0)
-    tok_index = np.flatnonzero(token)
-    tok_line = line[tok_index]
-    tok_bad = (size[tok_index] > 18) | nondigit[tok_index]
-    reason = _reasons(n, syntax, id_ok, tok_line, tok_bad, blank)
-
-    kept = tok_index[reason[tok_line] == _OK]
     bounds = np.empty(2 * m + 2, dtype=np.int32)
     bounds[0::2], bounds[1::2] = all_starts, all_ends
     buffer = pa.py_buffer(data.lower() if lowercase_ids else data)
     alternating = pa.StringArray.from_buffers(2 * m + 1, pa.py_buffer(bounds), buffer)
+
+    token = ((col == 1) | (col == 2)) & (size > 0)
+    tok_index = np.flatnonzero(token)
+    tok_line = line[tok_index]
+    tok_bad = size[tok_index] > 18
+    id_size = size[first]
+    if id_rule == "visitor_id":
+        id_ok = id_size == 38
+    else:
+        id_ok = id_size > 0
+        if b":" in data:
+            id_ok &= ~_in_spans(np.flatnonzero(u8 == 58), starts[first], ends[first])
+    if np.count_nonzero((u8 < 48) | (u8 > 57)) > m:  # non-digits besides the delimiters
+        tok_text = pc.take(alternating, pa.array(2 * tok_index))
+        tok_bad |= ~_np(pc.ascii_is_decimal(tok_text))
+        if id_rule == "visitor_id":
+            id_ok &= _np(pc.ascii_is_decimal(pc.take(alternating, pa.array(2 * first))))
+    reason = _reasons(n, syntax, id_ok, tok_line, tok_bad, blank)
+
+    kept = tok_index[reason[tok_line] == _OK]
     pair_line = line[kept]
     return _Parsed(
         reason=reason,
