@@ -21,6 +21,7 @@ demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imp
 	$(BIN)/audtools batches -w $(DEMO)
 	$(BIN)/audtools catalog -w $(DEMO)
 	$(BIN)/python -m audtools.demo $(DEMO)
+	$(BIN)/audtools export -w $(DEMO) --where "loyalty_points >= 1000" --segment-name "Demo loyal customers" --data-source samplesVisitorId
 
 test: setup  ## every test, slow ones included
 	$(BIN)/python -m pytest -q

@@ -17,14 +17,18 @@ __version__ = "0.1.0"
 
 from .audiences import audience_members, delete_audience, list_audiences  # noqa: E402
 from .errors import AudtoolsError  # noqa: E402
+from .exporting import ExportResult, export_audience, save_audience  # noqa: E402
 from .importing import ImportResult, import_audience  # noqa: E402
 from .profiles import delete_profiles, load_profiles  # noqa: E402
 from .sharing import batches, catalog  # noqa: E402
+from .targeting import Targeting, exclusion, intersection, query, union  # noqa: E402
 from .workspace import Workspace, init_workspace  # noqa: E402
 
 __all__ = [
     "AudtoolsError",
+    "ExportResult",
     "ImportResult",
+    "Targeting",
     "Workspace",
     "__version__",
     "audience_members",
@@ -32,8 +36,14 @@ __all__ = [
     "catalog",
     "delete_audience",
     "delete_profiles",
+    "exclusion",
+    "export_audience",
     "import_audience",
     "init_workspace",
+    "intersection",
     "list_audiences",
     "load_profiles",
+    "query",
+    "save_audience",
+    "union",
 ]

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from . import ids
 from .config import DataSource, WorkspaceConfig
-from .store import transaction
+from .store import arrow, transaction
 
 log = logging.getLogger("audtools")
 
@@ -60,9 +60,7 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
         con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
         con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
         if column in profile_columns(con):
-            values = con.sql(
-                f"SELECT profile_id, {_ident(column)}::VARCHAR AS v FROM profiles"
-            ).to_arrow_table()
+            values = arrow(con, f"SELECT profile_id, {_ident(column)}::VARCHAR AS v FROM profiles")
             for start in range(0, values.num_rows, CHUNK_ROWS):
                 part = values.slice(start, CHUNK_ROWS)
                 keys = ids.declared_ids(

@@ -31,6 +31,7 @@ from .formats.catalog import SharedAudience
 from .progress import bar
 from .runs import now_utc, run_log, sync_window, write_result
 from .sharing import find_shared_audience
+from .store import arrow
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
 
 log = logging.getLogger("audtools")
@@ -345,7 +346,7 @@ def _import(
         counts = _reconcile(con, plan)
         outcomes = None
         if keep_members:
-            outcomes = con.sql("SELECT id, outcome FROM _outcomes ORDER BY id").to_arrow_table()
+            outcomes = arrow(con, "SELECT id, outcome FROM _outcomes ORDER BY id")
         window = sync_window(started, shared.source)
         result = ImportResult(
             run_id=recorded,
@@ -414,10 +415,11 @@ def _member_keys(
         )
         return
     assert plan.key is not None and source.iv is not None
-    members = con.sql(
+    members = arrow(
+        con,
         "SELECT DISTINCT id FROM segment_state WHERE data_source = ? AND sid = ?",
-        params=[source.id, sid],
-    ).to_arrow_table()
+        [source.id, sid],
+    )
     con.execute("CREATE TEMP TABLE _mkeys (id VARCHAR, k VARCHAR)")
     kind = derived.kind_of(source)
     for start in range(0, members.num_rows, CHUNK_ROWS):

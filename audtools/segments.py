@@ -4,7 +4,7 @@ The import drop holds AAM outbound batches. :func:`scan` reads the drop and the 
 for each data source, which batches are applied, which wait (and which check failed), which are
 skipped (and why), and which are ready. :func:`apply_ready` applies the ready batches in timestamp
 order, inside the caller's transaction, so an import applies its batches and stores its audience
-atomically. :func:`member_ids` lists the IDs whose state holds a segment.
+atomically.
 
 A ``full`` batch replaces the state of its data source; an ``iter`` batch removes each ID's
 ``REMOVED`` segments, then adds its ``SEGMENTS``. A batch is applied once, recorded by name, size
@@ -410,17 +410,6 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
         """,
         [source.id, source.id],
     )
-
-
-def member_ids(con: duckdb.DuckDBPyConnection, source_id: str, sid: int) -> duckdb.DuckDBPyRelation:
-    """The distinct IDs of ``source_id`` whose current state holds segment ``sid``."""
-    return con.sql(
-        f"SELECT DISTINCT id FROM segment_state WHERE data_source = {_quote(source_id)} AND sid = {int(sid)}"
-    )
-
-
-def _quote(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 def batch_report(config: WorkspaceConfig, con: duckdb.DuckDBPyConnection) -> dict[str, object]:

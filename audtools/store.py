@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from . import __version__
 from .errors import WorkspaceBusy, WorkspaceError
@@ -239,6 +240,16 @@ class WorkspaceLock:
 # Functions run, in order, right after the database is opened and migrated, before the command
 # does anything else: the export module registers the settling of interrupted exports here.
 STARTUP_HOOKS: list[Callable[..., None]] = []
+
+
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
+    """Run a query and return its rows as an Arrow table, without an extra copy.
+
+    DuckDB 2 refuses ``con.sql`` while an ``execute`` result is only partly fetched (after
+    ``fetchone``), so that result is finished first.
+    """
+    con.complete()
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,427 @@
+"""AAM onboarding files: the files an export writes to the ``exportSharedAudience`` drop (SPEC §6.5).
+
+A file is named ``ftp_dpm_DPID_TIMESTAMP.sync`` (``TIMESTAMP``: 10-digit UTC seconds), is UTF-8
+with LF line ends, and holds one row per ID: ``ID<TAB>d_sid=SID``. Above ``max_file_bytes``
+(uncompressed) the rows are split into parts numbered from 1, ``.sync.1``, ``.sync.2``, …; a row
+never spans two parts, and an export that fits in one file writes ``.sync`` with no number
+**(chosen: SPEC splits only "above" the limit)**. ``gzip=True`` adds ``.gz`` to every name.
+
+Names never replace a file: :func:`free_timestamp` moves the timestamp on by one second until no
+file of the drop shares the root ``ftp_dpm_DPID_TIMESTAMP`` (so two exports never share a
+timestamp, whatever their compression or split). Parts are written under temporary names that do
+not look like onboarding files (:func:`temp_name`), then renamed by the caller.
+
+Rows are built and written in blocks: each block of IDs becomes one Arrow string array whose data
+buffer *is* the bytes of the rows, written with one call, so no Python code runs per row.
+
+Example:
+    >>> file_name(14016, 1764359400)
+    'ftp_dpm_14016_1764359400.sync'
+    >>> part_names(14016, 1764359400, 2, gzip=True)
+    ['ftp_dpm_14016_1764359400.sync.1.gz', 'ftp_dpm_14016_1764359400.sync.2.gz']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip as gzip_module
+import os
+import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ..errors import RefusedError
+
+__all__ = [
+    "DEFAULT_MAX_FILE_BYTES",
+    "OnboardingName",
+    "PartPlan",
+    "file_name",
+    "fsync_dir",
+    "free_timestamp",
+    "parse_name",
+    "part_names",
+    "plan_parts",
+    "read_ids",
+    "read_rows",
+    "row_suffix",
+    "temp_name",
+    "write_parts",
+]
+
+DEFAULT_MAX_FILE_BYTES = 10**9
+"""1 GB of uncompressed rows per file (SPEC §6.5)."""
+
+_NAME = re.compile(
+    r"ftp_dpm_(?P<dpid>[0-9]+)_(?P<ts>[0-9]{10})\.sync(?:\.(?P<part>[1-9][0-9]*))?(?P<gz>\.gz)?"
+)
+_WRITE_BLOCK = 8 << 20  # bytes gathered before one write() call
+_GZIP_LEVEL = 6
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+@dataclass(frozen=True)
+class OnboardingName:
+    """The parts of an onboarding file name ``ftp_dpm_DPID_TIMESTAMP.sync[.N][.gz]``."""
+
+    name: str
+    dpid: int
+    timestamp: int
+    part: int | None
+    gzip: bool
+
+    @property
+    def root(self) -> str:
+        """``ftp_dpm_DPID_TIMESTAMP``: what all parts of one export share."""
+        return f"ftp_dpm_{self.dpid}_{self.timestamp:010d}"
+
+
+@dataclass(frozen=True)
+class PartPlan:
+    """Which rows (in the order written) go to one part, and how many bytes they take."""
+
+    start: int
+    stop: int
+    nbytes: int
+
+    @property
+    def rows(self) -> int:
+        """The number of rows of the part."""
+        return self.stop - self.start
+
+
+def file_name(dpid: int, timestamp: int, part: int | None = None, *, gzip: bool = False) -> str:
+    """The onboarding file name of a data source, a time and an optional part number.
+
+    Args:
+        dpid: the AAM data source ID of the IDs.
+        timestamp: UTC seconds (10 digits).
+        part: the part number (from 1), or None for a file that is not split.
+        gzip: whether the file is gzip-compressed.
+
+    Example:
+        >>> file_name(14016, 1764359400, 3)
+        'ftp_dpm_14016_1764359400.sync.3'
+    """
+    name = f"ftp_dpm_{int(dpid)}_{int(timestamp):010d}.sync"
+    if part is not None:
+        name += f".{int(part)}"
+    return name + (".gz" if gzip else "")
+
+
+def part_names(dpid: int, timestamp: int, parts: int, *, gzip: bool = False) -> list[str]:
+    """The names of an export of ``parts`` parts: ``.sync`` for one, ``.sync.1`` … for more."""
+    if parts == 1:
+        return [file_name(dpid, timestamp, gzip=gzip)]
+    return [file_name(dpid, timestamp, n, gzip=gzip) for n in range(1, parts + 1)]
+
+
+def parse_name(name: str) -> OnboardingName | None:
+    """Parse an onboarding file name; None when ``name`` is not one.
+
+    Example:
+        >>> parse_name("ftp_dpm_14016_1764359400.sync.2.gz").part
+        2
+    """
+    m = _NAME.fullmatch(name)
+    if m is None:
+        return None
+    return OnboardingName(
+        name=name,
+        dpid=int(m["dpid"]),
+        timestamp=int(m["ts"]),
+        part=int(m["part"]) if m["part"] else None,
+        gzip=m["gz"] is not None,
+    )
+
+
+def free_timestamp(drop: Path, dpid: int, start: int, parts: int, *, gzip: bool = False) -> int:
+    """The first timestamp from ``start`` at which every part name of the export is free.
+
+    A timestamp counts as taken when any file of ``drop`` has the root ``ftp_dpm_DPID_TS`` (a
+    plain, split or gzip file, or a name that merely starts that way), so an export never shares
+    a timestamp with another file of its data source.
+    """
+    taken: set[int] = set()
+    prefix = f"ftp_dpm_{int(dpid)}_"
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(drop):
+            if entry.name.startswith(prefix):
+                digits = entry.name[len(prefix) : len(prefix) + 10]
+                if (
+                    digits.isascii()
+                    and digits.isdigit()
+                    and entry.name[len(prefix) + 10 : len(prefix) + 11] in ("", ".")
+                ):
+                    taken.add(int(digits))
+    ts = int(start)
+    while ts in taken or any(
+        (Path(drop) / n).exists() for n in part_names(dpid, ts, parts, gzip=gzip)
+    ):
+        ts += 1
+    return ts
+
+
+def temp_name(run_id: str, index: int) -> str:
+    """The temporary name of part ``index`` (from 1) of run ``run_id``.
+
+    It starts with a dot and carries neither ``ftp_dpm`` nor ``.sync``, so nothing that picks up
+    onboarding files takes a part before it is whole.
+    """
+    return f".audtools-{run_id}-part{int(index)}.tmp"
+
+
+def row_suffix(sid: int) -> str:
+    """What follows the ID in each row: ``<TAB>d_sid=SID<LF>``."""
+    return f"\td_sid={int(sid)}\n"
+
+
+def plan_parts(lengths: np.ndarray, sid: int, max_file_bytes: int) -> list[PartPlan]:
+    """Cut rows into parts of at most ``max_file_bytes`` bytes, in order, greedily.
+
+    Args:
+        lengths: the UTF-8 byte length of each ID, in the order the rows are written.
+        sid: the shared audience's sid (its digits count in each row).
+        max_file_bytes: the largest part, in uncompressed bytes.
+
+    Returns:
+        The parts, none when there are no rows.
+
+    Raises:
+        RefusedError: ``bad_max_file_bytes`` when one row alone is longer than the limit.
+    """
+    n = len(lengths)
+    if n == 0:
+        return []
+    rows = np.asarray(lengths, dtype=np.int64) + len(row_suffix(sid).encode())
+    longest = int(rows.max())
+    if longest > max_file_bytes:
+        raise RefusedError(
+            f"--max-file-bytes {max_file_bytes} is smaller than one row ({longest} bytes); "
+            "give a larger limit.",
+            code="bad_max_file_bytes",
+        )
+    ends = np.concatenate(([0], np.cumsum(rows)))  # ends[k]: bytes of the first k rows
+    plans = []
+    start = 0
+    while start < n:
+        stop = int(np.searchsorted(ends, ends[start] + max_file_bytes, side="right")) - 1
+        stop = min(max(stop, start + 1), n)
+        plans.append(PartPlan(start, stop, int(ends[stop] - ends[start])))
+        start = stop
+    return plans
+
+
+def _rows_block(ids: pa.Array, suffix: pa.Scalar) -> tuple[memoryview, np.ndarray]:
+    """The bytes of ``ID<suffix>`` rows and the offset of each row in them."""
+    rows = pc.binary_join_element_wise(ids, suffix, "")
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    if rows.null_count:
+        raise ValueError("an ID to write is null")
+    offsets = np.frombuffer(
+        rows.buffers()[1], dtype=np.int32, count=len(rows) + 1, offset=rows.offset * 4
+    )
+    data = rows.buffers()[2]
+    view = memoryview(data) if data is not None else memoryview(b"")
+    return view, offsets
+
+
+class _PartFile:
+    """One part being written: buffered, optionally gzip-compressed, fsynced on close."""
+
+    def __init__(self, path: Path, gzip: bool) -> None:
+        self.path = path
+        self._raw = open(path, "xb")  # noqa: SIM115 - closed in close()
+        self._out = (
+            gzip_module.GzipFile(
+                filename="", mode="wb", fileobj=self._raw, compresslevel=_GZIP_LEVEL, mtime=0
+            )
+            if gzip
+            else self._raw
+        )
+        self._pending: list[memoryview] = []
+        self._pending_bytes = 0
+        self.rows = 0
+        self.nbytes = 0
+
+    def add(self, block: memoryview, rows: int) -> None:
+        self._pending.append(block)
+        self._pending_bytes += len(block)
+        self.rows += rows
+        self.nbytes += len(block)
+        if self._pending_bytes >= _WRITE_BLOCK:
+            self._flush()
+
+    def _flush(self) -> None:
+        if len(self._pending) == 1:
+            self._out.write(self._pending[0])
+        elif self._pending:
+            self._out.write(b"".join(self._pending))
+        self._pending = []
+        self._pending_bytes = 0
+
+    def close(self) -> int:
+        """Flush, fsync and close; return the size of the file as stored."""
+        self._flush()
+        if self._out is not self._raw:
+            self._out.close()
+        self._raw.flush()
+        os.fsync(self._raw.fileno())
+        size = self._raw.tell()
+        self._raw.close()
+        return size
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._out is not self._raw:
+                self._out.close()
+        with contextlib.suppress(Exception):
+            self._raw.close()
+
+
+def write_parts(
+    blocks: Iterable[pa.Array],
+    sid: int,
+    plans: list[PartPlan],
+    paths: list[Path],
+    *,
+    gzip: bool = False,
+    after_part: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[int]:
+    """Write the rows of ``blocks`` (IDs, in the planned order) into the planned parts.
+
+    Each path is created new (an existing file is never replaced), written, fsynced and closed
+    before the next one is opened.
+
+    Args:
+        blocks: arrays of IDs, in the order :func:`plan_parts` saw their lengths.
+        sid: the shared audience's sid.
+        plans: the parts from :func:`plan_parts`.
+        paths: one path per part (temporary names).
+        gzip: compress each part.
+        after_part: called with the part number (from 1) once a part is complete on disk.
+        progress: called with the uncompressed bytes written.
+
+    Returns:
+        The size of each part as stored (compressed for gzip).
+
+    Raises:
+        ValueError: when the IDs differ from the plan (count or bytes): nothing is renamed then.
+    """
+    if len(paths) != len(plans):
+        raise ValueError("one path per planned part is needed")
+    suffix = pa.scalar(row_suffix(sid), pa.string())
+    sizes: list[int] = []
+    index = 0  # the part being written
+    current: _PartFile | None = None
+    row = 0  # rows handed over so far
+    try:
+        for ids in blocks:
+            if isinstance(ids, pa.ChunkedArray):
+                ids = ids.combine_chunks()
+            if len(ids) == 0:
+                continue
+            view, offsets = _rows_block(ids, suffix)
+            pos = 0
+            while pos < len(ids):
+                if index >= len(plans):
+                    raise ValueError("more IDs than planned")
+                if current is None:
+                    current = _PartFile(paths[index], gzip)
+                take = min(plans[index].stop - row, len(ids) - pos)
+                block = view[int(offsets[pos]) : int(offsets[pos + take])]
+                current.add(block, take)
+                if progress is not None:
+                    progress(len(block))
+                pos += take
+                row += take
+                if row == plans[index].stop:
+                    if current.nbytes != plans[index].nbytes:
+                        raise ValueError(f"part {index + 1} does not have its planned size")
+                    sizes.append(current.close())
+                    current = None
+                    index += 1
+                    if after_part is not None:
+                        after_part(index)
+        if index != len(plans):
+            raise ValueError("fewer IDs than planned")
+    except BaseException:
+        if current is not None:
+            current.abort()
+        raise
+    return sizes
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make renames and creations in ``folder`` durable (where the platform allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _is_gzip(path: Path) -> bool:
+    """Whether a file is gzip (UTF-8 text cannot start with these two bytes)."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == _GZIP_MAGIC
+
+
+def read_ids(
+    path: str | os.PathLike[str], sid: int, *, block_bytes: int = 64 << 20
+) -> Iterator[pa.Array]:
+    """Stream the IDs of an onboarding file written for ``sid`` (gzip or not), block by block.
+
+    Used to roll an interrupted export forward: the files that reached their final names are
+    exactly what was shared, so the ledger is rebuilt from them.
+
+    Raises:
+        ValueError: when a row is not ``ID<TAB>d_sid=SID``.
+    """
+    path = Path(path)
+    suffix = row_suffix(sid).encode()
+    tail = suffix[:-1]  # without the LF, which the split removes
+    opener = gzip_module.open if _is_gzip(path) else open
+    with opener(path, "rb") as fh:  # type: ignore[operator]
+        rest = b""
+        while True:
+            block = fh.read(block_bytes)
+            data = rest + block
+            if not block:
+                if data:
+                    raise ValueError(f"{path.name} does not end with a newline")
+                return
+            cut = data.rfind(b"\n") + 1
+            data, rest = data[:cut], data[cut:]
+            if not data:
+                continue
+            rows = pc.list_flatten(pc.split_pattern(pa.array([data], pa.large_binary()), b"\n"))
+            rows = rows.slice(0, len(rows) - 1)  # after the last LF
+            ends = pc.binary_slice(rows, -len(tail))
+            if not pc.all(pc.equal(ends, pa.scalar(tail, pa.large_binary()))).as_py():
+                raise ValueError(f"{path.name}: a row is not ID<TAB>d_sid={sid}")
+            ids = pc.binary_slice(rows, 0, -len(tail))
+            yield ids.cast(pa.large_string()).cast(pa.string())
+
+
+def read_rows(path: str | os.PathLike[str]) -> list[tuple[str, int]]:
+    """The ``(ID, SID)`` rows of an onboarding file (gzip or not), for checks and tests."""
+    path = Path(path)
+    data = path.read_bytes()
+    if data[:2] == _GZIP_MAGIC:
+        data = gzip_module.decompress(data)
+    out = []
+    for line in data.decode("utf-8").split("\n")[:-1]:
+        ident, _, seg = line.partition("\t")
+        if not seg.startswith("d_sid="):
+            raise ValueError(f"{path.name}: not an onboarding row: {line!r}")
+        out.append((ident, int(seg[len("d_sid=") :])))
+    return out
