@@ -299,10 +299,9 @@ def _chunks(values: pa.Array | pa.ChunkedArray) -> Iterator[pa.Array]:
     for arr in arrays:
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
-        if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
-            arr = arr.cast(pa.string())
         for start in range(0, len(arr), CHUNK_VALUES):
-            yield arr.slice(start, CHUNK_VALUES)
+            part = arr.slice(start, CHUNK_VALUES)
+            yield part if pa.types.is_string(part.type) else part.cast(pa.string())
 
 
 def _concat(parts: list[pa.Array]) -> pa.StringArray:
@@ -343,7 +342,7 @@ def _scatter(n: int, where: np.ndarray, values: pa.Array) -> pa.StringArray:
     pos = np.zeros(n, dtype=np.int64)
     pos[where] = np.arange(len(where))
     if len(where) == n:
-        if np.array_equal(where, pos):
+        if np.array_equal(where, np.arange(n)):
             return values
         return values.take(pa.array(pos))
     missing = np.ones(n, dtype=bool)
@@ -497,50 +496,104 @@ def decrypt(
     return _concat([_decrypt_chunk(c, ecb, iv_block, encoding) for c in _chunks(values)])
 
 
-def _base64_lengths(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Which values are canonical standard padded base64 of whole blocks, and their
-    ciphertext lengths (0 for the others)."""
-    ok = _mask(pc.match_substring_regex(chunk, _BASE64_CANONICAL))
-    pad_chars = _mask(pc.ends_with(chunk, "=")).astype(np.int64)
-    pad_chars += _mask(pc.ends_with(chunk, "=="))
-    text_len = pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
-    cipher_len = 3 * (text_len.astype(np.int64) // 4) - pad_chars
-    ok &= (cipher_len > 0) & (cipher_len % _BLOCK == 0)
-    return ok, np.where(ok, cipher_len, 0)
-
-
 def _mask(arr: pa.Array) -> np.ndarray:
     """A boolean Arrow result as numpy, null read as False."""
     return arr.fill_null(False).to_numpy(zero_copy_only=False)
 
 
-def _decrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_block: np.ndarray, encoding: str) -> pa.Array:
-    n = len(chunk)
-    if encoding == "hex":
-        ok = _mask(pc.match_substring_regex(chunk, _HEX_BLOCKS))
-        cipher_len = pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False) // 2
-    else:
-        ok, cipher_len = _base64_lengths(chunk)
+def _decode_hex(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the values that are hex of whole blocks (either case).
+
+    Returns:
+        Their positions, their ciphertexts one after the other, and their lengths.
+    """
+    ok = _mask(pc.match_substring_regex(chunk, _HEX_BLOCKS))
     where = np.flatnonzero(ok)
     if len(where) == 0:
+        return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
+    offsets, text = _buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
+    cipher = np.frombuffer(binascii.unhexlify(_view(text)), dtype=np.uint8)
+    return where, cipher, np.diff(offsets) // 2
+
+
+def _decode_base64(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Decode the values that are canonical standard padded base64 of whole blocks.
+
+    Canonical: whole quads of the 64 standard characters, '=' only as the last one or two
+    characters, and zero in the bits that the padding leaves over (otherwise several texts
+    would stand for one ciphertext).
+
+    Returns:
+        Their positions, their ciphertexts one after the other, and their lengths.
+    """
+    pad_chars = _mask(pc.ends_with(chunk, "=")).astype(np.int64)
+    pad_chars += _mask(pc.ends_with(chunk, "=="))
+    text_len = pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
+    text_len = text_len.astype(np.int64)
+    cipher_len = 3 * (text_len // 4) - pad_chars
+    ok = (text_len % 4 == 0) & (cipher_len > 0) & (cipher_len % _BLOCK == 0)
+    ok &= chunk.is_valid().to_numpy(zero_copy_only=False)
+    # Usually every such value is clean base64 and one decoding settles all; when one is not,
+    # the chunk is checked value by value first.
+    decoded = _decode_whole_quads(chunk, ok, pad_chars)
+    if decoded is None:
+        ok &= _mask(pc.match_substring_regex(chunk, _BASE64_CANONICAL))
+        decoded = _decode_whole_quads(chunk, ok, pad_chars)
+        assert decoded is not None, "values checked by the regex decode"
+    where, cipher, canonical = decoded
+    lengths = cipher_len[where]
+    if not canonical.all():
+        # Left-over bits set: drop those values and their blocks.
+        cipher = cipher.reshape(-1, _BLOCK)[np.repeat(canonical, lengths // _BLOCK)].reshape(-1)
+        where, lengths = where[canonical], lengths[canonical]
+    return where, cipher, lengths
+
+
+def _decode_whole_quads(
+    chunk: pa.Array, ok: np.ndarray, pad_chars: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """Decode the base64 values where ``ok`` (whole quads, whole blocks once decoded).
+
+    Returns:
+        Their positions, their ciphertexts one after the other and whether each is canonical;
+        None when some value holds a character outside the alphabet or an inner '='.
+    """
+    where = np.flatnonzero(ok)
+    if len(where) == 0:
+        return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=bool)
+    offsets, text = _buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
+    pads = pad_chars[where]
+    ends = offsets[1:]
+    # The padding read as 'A' (zero bits): every value is whole quads, so one call decodes
+    # them all; the one or two bytes that the padding stands for are then dropped.
+    text = text.copy()
+    text[ends[pads >= 1] - 1] = ord("A")
+    text[ends[pads == 2] - 2] = ord("A")
+    if (text == ord("=")).any():
+        return None
+    try:
+        decoded = np.frombuffer(binascii.a2b_base64(_view(text)), dtype=np.uint8)
+    except binascii.Error:
+        return None
+    # Characters outside the alphabet are skipped by the decoder, which shortens its output.
+    if len(decoded) != 3 * len(text) // 4:
+        return None
+    decoded_end = 3 * ends // 4
+    one, two = decoded_end[pads >= 1] - 1, decoded_end[pads == 2] - 2
+    canonical = np.ones(len(where), dtype=bool)
+    canonical[pads >= 1] &= decoded[one] == 0
+    canonical[pads == 2] &= decoded[two] == 0
+    keep = np.ones(len(decoded), dtype=bool)
+    keep[one] = False
+    keep[two] = False
+    return where, decoded[keep] if len(one) else decoded, canonical
+
+
+def _decrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_block: np.ndarray, encoding: str) -> pa.Array:
+    n = len(chunk)
+    where, cipher, cipher_len = (_decode_hex if encoding == "hex" else _decode_base64)(chunk)
+    if len(where) == 0:
         return pa.nulls(n, pa.string())
-    text_offsets, text = _buffers(chunk.filter(ok) if len(where) < n else chunk)
-    cipher_len = cipher_len[where].astype(np.int64)
-    if encoding == "hex":
-        cipher = np.frombuffer(binascii.unhexlify(_view(text)), dtype=np.uint8)
-    else:
-        # Padding read as 'A' (zero bits): every value is whole quads, so one call decodes all;
-        # the one or two bytes that the padding stands for are then dropped.
-        text = text.copy()
-        text[text == ord("=")] = ord("A")
-        cipher = np.frombuffer(binascii.a2b_base64(_view(text)), dtype=np.uint8)
-        decoded_end = 3 * text_offsets[1:] // 4
-        spare = decoded_end - np.r_[0, decoded_end[:-1]] - cipher_len
-        if spare.any():
-            keep = np.ones(len(cipher), dtype=bool)
-            keep[decoded_end[spare >= 1] - 1] = False
-            keep[decoded_end[spare == 2] - 2] = False
-            cipher = cipher[keep]
     m = len(where)
     blocks = cipher.reshape(-1, _BLOCK)
     nblocks = cipher_len // _BLOCK

@@ -29,6 +29,8 @@ from phonenumbers.phonenumberutil import (
     region_code_for_country_code,
 )
 
+from . import crypto
+from .crypto import Encoding
 from .errors import AudtoolsError, KeyProblem
 
 __all__ = [
@@ -53,7 +55,6 @@ NormaliserKind = Literal["email", "sms", "other"]
 Channel = Literal["email", "sms", "other"]
 HashMode = Literal["none", "sha256"]
 Encryption = Literal["none", "aes-cbc"]
-Encoding = Literal["base64", "hex"]
 
 ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
 """What "trimmed" removes (SPEC §3): space, tab, CR, LF, VT, FF; no other Unicode space."""
@@ -212,12 +213,14 @@ def sha256_hex(arr: pa.Array | pa.ChunkedArray) -> pa.StringArray:
     arr = _strings(arr)
     if len(arr) < _DUCKDB_SHA256_MIN:
         return _sha256_hashlib(arr)
-    try:
-        import duckdb
-    except ImportError:  # pragma: no cover - duckdb is a dependency
-        return _sha256_hashlib(arr)
+    import duckdb  # here, so that importing audtools.ids stays light
+
     con = duckdb.connect(
-        config={"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+        config={
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            "preserve_insertion_order": True,  # the default, relied on: digests in input order
+        }
     )
     try:
         table = pa.table({"v": arr})
@@ -270,6 +273,8 @@ class _Meta:
     idd: str | None  # international_prefix
     keep_stripped: np.ndarray  # by length: _test_number_length not TOO_SHORT/LOCAL/INVALID
     too_long: np.ndarray  # by length: _test_number_length is TOO_LONG
+    prefix_first: np.ndarray  # by byte: may start a match of the national prefix
+    idd_first: np.ndarray  # by byte: may start a match of the international prefix
 
 
 def _length_tables(metadata: PhoneMetadata) -> tuple[np.ndarray, np.ndarray]:
@@ -325,7 +330,123 @@ def _meta_of(metadata: PhoneMetadata) -> _Meta:
         idd=metadata.international_prefix or None,
         keep_stripped=keep,
         too_long=too_long,
+        prefix_first=_byte_table(_first_digits(metadata.national_prefix_for_parsing)),
+        idd_first=_byte_table(_first_digits(metadata.international_prefix)),
     )
+
+
+def _byte_table(digits: frozenset[str]) -> np.ndarray:
+    table = np.zeros(256, dtype=bool)
+    table[[ord(d) for d in digits]] = True
+    return table
+
+
+def _may_start(digits: pa.Array, first: np.ndarray) -> np.ndarray:
+    """Which values start with a byte that ``first`` (a table by byte) allows."""
+    offsets, data = _buffers(digits)
+    firsts = np.append(data, np.uint8(0))[offsets[:-1]]
+    return (np.diff(offsets) > 0) & first[firsts]
+
+
+_ALL_DIGITS = frozenset("0123456789")
+
+
+def _first_digits(pattern: str | None) -> frozenset[str]:
+    """The digits that can start a match of a phone-metadata regex: all ten when it can match
+    the empty string or uses syntax beyond digits, ``\\d``, classes, groups, ``|``, ``?``,
+    ``{m,n}`` and ``$`` (a safe answer: it only sends more values to the regex)."""
+    if not pattern:
+        return frozenset()
+
+    class Unknown(Exception):
+        pass
+
+    pos = 0
+
+    def alternation() -> tuple[frozenset[str], bool]:
+        nonlocal pos
+        first, nullable = sequence()
+        while pos < len(pattern) and pattern[pos] == "|":
+            pos += 1
+            more, more_nullable = sequence()
+            first, nullable = first | more, nullable or more_nullable
+        return first, nullable
+
+    def sequence() -> tuple[frozenset[str], bool]:
+        nonlocal pos
+        first: frozenset[str] = frozenset()
+        nullable = True
+        while pos < len(pattern) and pattern[pos] not in "|)":
+            atom_first, atom_nullable = atom()
+            atom_nullable = quantifier() or atom_nullable
+            if nullable:
+                first |= atom_first
+            nullable = nullable and atom_nullable
+        return first, nullable
+
+    def atom() -> tuple[frozenset[str], bool]:
+        nonlocal pos
+        c = pattern[pos]
+        pos += 1
+        if c.isdigit() and c.isascii():
+            return frozenset(c), False
+        if c == "\\" and pattern[pos : pos + 1] == "d":
+            pos += 1
+            return _ALL_DIGITS, False
+        if c == "$":
+            return frozenset(), True
+        if c == "[":
+            end = pattern.index("]", pos)
+            body, pos = pattern[pos:end], end + 1
+            if not body or any(ch not in "0123456789-" for ch in body):
+                raise Unknown
+            digits = set()
+            i = 0
+            while i < len(body):
+                if i + 2 < len(body) and body[i + 1] == "-":
+                    digits |= {chr(d) for d in range(ord(body[i]), ord(body[i + 2]) + 1)}
+                    i += 3
+                else:
+                    digits.add(body[i])
+                    i += 1
+            return frozenset(digits) & _ALL_DIGITS, False
+        if c == "(":
+            if pattern.startswith("?:", pos):
+                pos += 2
+            elif pattern[pos : pos + 1] == "?":
+                raise Unknown
+            inner = alternation()
+            if pattern[pos : pos + 1] != ")":
+                raise Unknown
+            pos += 1
+            return inner
+        raise Unknown
+
+    def quantifier() -> bool:
+        """Skip a quantifier; True when it allows zero repetitions."""
+        nonlocal pos
+        if pos < len(pattern) and pattern[pos] in "?*":
+            pos += 1
+            return True
+        if pos < len(pattern) and pattern[pos] == "+":
+            pos += 1
+            return False
+        if pos < len(pattern) and pattern[pos] == "{":
+            end = pattern.index("}", pos)
+            low = pattern[pos + 1 : end].split(",")[0]
+            pos = end + 1
+            if not low.isdigit():
+                raise Unknown
+            return int(low) == 0
+        return False
+
+    try:
+        first, nullable = alternation()
+        if pos != len(pattern):
+            raise Unknown
+    except (Unknown, ValueError, IndexError):
+        return _ALL_DIGITS
+    return _ALL_DIGITS if nullable else first
 
 
 @dataclass(frozen=True)
@@ -336,6 +457,7 @@ class _CountryCodes:
 
     length: np.ndarray  # by 3-digit prefix: length of the calling code, 0 if unknown
     code: np.ndarray  # by 3-digit prefix: the calling code
+    may_hit: np.ndarray  # by 4-digit prefix: the national prefix may start after the code
     prefix_hit: str
 
 
@@ -353,7 +475,15 @@ def _country_codes() -> _CountryCodes:
         meta = _meta_for_code(code)
         if meta.prefix:
             hits.append(f"{text}(?:{meta.prefix})")
-    return _CountryCodes(length, code_of, "^(?:" + "|".join(hits) + ")")
+    may_hit = np.zeros(10_000, dtype=bool)
+    for prefix in range(10_000):
+        size = length[prefix // 10]
+        if size:
+            text = f"{prefix:04d}"
+            may_hit[prefix] = _meta_for_code(int(code_of[prefix // 10])).prefix_first[
+                ord(text[size])
+            ]
+    return _CountryCodes(length, code_of, may_hit, "^(?:" + "|".join(hits) + ")")
 
 
 def _matches_general(digits: pa.Array, meta: _Meta) -> np.ndarray:
@@ -370,17 +500,25 @@ def _strip_national_prefix(digits: pa.Array, meta: _Meta) -> tuple[pa.Array, np.
         The numbers after stripping, and where the result needs phonenumbers (a transform rule).
     """
     n = len(digits)
+    none = np.zeros(n, dtype=bool)
     if not meta.prefix or n == 0:
-        return digits, np.zeros(n, dtype=bool)
+        return digits, none
     pattern = f"^(?:{meta.prefix})"
-    hit = _mask(pc.match_substring_regex(digits, pattern))
+    hit = _may_start(digits, meta.prefix_first)
+    if hit.any():
+        hit[hit] = _mask(pc.match_substring_regex(digits.filter(hit), pattern))
     if not hit.any():
-        return digits, np.zeros(n, dtype=bool)
+        return digits, none
     if meta.transform:
         return digits, hit
-    stripped = pc.replace_substring_regex(digits, pattern, "", max_replacements=1)
-    refused = _matches_general(digits, meta) & ~_matches_general(stripped, meta)
-    return pc.if_else(pa.array(hit & ~refused), stripped, digits), np.zeros(n, dtype=bool)
+    matched = digits.filter(hit)
+    stripped = pc.replace_substring_regex(matched, pattern, "", max_replacements=1)
+    refused = _matches_general(matched, meta) & ~_matches_general(stripped, meta)
+    apply = hit.copy()
+    apply[hit] = ~refused
+    if not apply.any():
+        return digits, none
+    return pc.replace_with_mask(digits, pa.array(apply), stripped.filter(~refused)), none
 
 
 def _finish(nat: pa.Array, meta: _Meta) -> tuple[pa.Array, np.ndarray]:
@@ -434,6 +572,8 @@ def _phone_one(value: str, region: str) -> str | None:
 
 def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     """The offsets (int64, one more than values) and the data bytes of a string array."""
+    if len(arr) == 0:
+        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
     bufs = arr.buffers()
     width = 8 if pa.types.is_large_string(arr.type) else 4
     offsets = np.frombuffer(
@@ -453,8 +593,9 @@ def _from_buffers(offsets: np.ndarray, data: np.ndarray | bytes) -> pa.StringArr
     )
 
 
-# Bytes of the fast path's inputs: an ASCII digit counts 1, a separator 0, anything else 1 << 16.
-_PHONE_WEIGHT = np.full(256, 1 << 16, dtype=np.uint32)
+# Bytes of the fast path's inputs: an ASCII digit counts 1, a separator 0, anything else 256.
+# Summed over a value of at most 250 bytes (longer ones are never read) this cannot overflow.
+_PHONE_WEIGHT = np.full(256, 256, dtype=np.uint16)
 _PHONE_WEIGHT[ord("0") : ord("9") + 1] = 1
 _PHONE_WEIGHT[[ord(c) for c in " ().-"]] = 0
 
@@ -470,17 +611,24 @@ def _phone_international(
     """
     table = _country_codes()
     offsets, data = _buffers(digits)
-    first = data[offsets[:-1, None] + np.arange(3)].astype(np.int64) - ord("0")
-    prefix = first[:, 0] * 100 + first[:, 1] * 10 + first[:, 2]
+    lengths = np.diff(offsets)
+    where = np.minimum(offsets[:-1, None] + np.arange(4), len(data) - 1)
+    head = data[where].astype(np.int64) - ord("0")
+    prefix = head[:, 0] * 100 + head[:, 1] * 10 + head[:, 2]
     code_len = table.length[prefix]
     codes = table.code[prefix]
     known = code_len > 0
     # An unknown code makes parse() retry the digits as a national number: leave that to it.
     slow = [np.flatnonzero(~known)]
     parts: list[tuple[np.ndarray, pa.Array]] = []
-    hit = known & _mask(pc.match_substring_regex(digits, table.prefix_hit))
+    # Only where the digit after the code may start its national prefix is the regex run.
+    candidate = known & ((lengths < 4) | table.may_hit[np.clip(prefix * 10 + head[:, 3], 0, 9999)])
+    hit = np.zeros(len(lengths), dtype=bool)
+    if candidate.any():
+        found = pc.match_substring_regex(digits.filter(candidate), table.prefix_hit)
+        hit[candidate] = _mask(found)
     plain = known & ~hit
-    nat_len = np.diff(offsets) - code_len
+    nat_len = lengths - code_len
     # Without a national prefix to strip, the number stays '+' and its digits. Other lengths
     # make parse() raise TOO_SHORT_NSN or TOO_LONG: null, like every position left out.
     as_written = plain & (nat_len >= _MIN_NSN) & (nat_len <= _MAX_NSN)
@@ -513,7 +661,9 @@ def _phone_national(
     todo = np.ones(n, dtype=bool)
     if meta.idd:
         # An international prefix: parse() reads a calling code after it.
-        idd = _mask(pc.match_substring_regex(digits, f"^(?:{meta.idd})"))
+        idd = _may_start(digits, meta.idd_first)
+        if idd.any():
+            idd[idd] = _mask(pc.match_substring_regex(digits.filter(idd), f"^(?:{meta.idd})"))
         slow.append(np.flatnonzero(idd))
         todo &= ~idd
     code = meta.country_code
@@ -578,19 +728,18 @@ def _phone_chunk(trimmed: pa.Array, region: str) -> pa.StringArray:
     body = data[offsets[0] : offsets[-1]]
     rel = offsets - offsets[0]
     lengths = np.diff(rel)
-    # Per value, digits in the low 16 bits and other characters above: exact up to 65535
-    # bytes, and only values of at most 250 bytes are read.
+    # Per value: digits in the low byte, other characters above.
     weights = _PHONE_WEIGHT[body]
-    sums = np.zeros(n, dtype=np.uint32)
+    sums = np.zeros(n, dtype=np.uint16)
     first = np.zeros(n, dtype=np.uint8)
-    if len(body):
-        starts = np.minimum(rel[:-1], len(body) - 1)
-        sums = np.add.reduceat(weights, starts)
+    if n:
+        # A trailing zero lets every value, empty ones included, start inside the array.
+        sums = np.add.reduceat(np.append(weights, np.uint16(0)), rel[:-1])
         sums[lengths == 0] = 0
-        first = np.where(lengths > 0, body[starts], 0)
-    n_digits = (sums & 0xFFFF).astype(np.int64)
+        first = np.where(lengths > 0, np.append(body, np.uint8(0))[rel[:-1]], 0)
+    n_digits = (sums & 0xFF).astype(np.int64)
     leading_plus = first == ord("+")
-    n_other = (sums >> 16).astype(np.int64) - leading_plus
+    n_other = (sums >> 8).astype(np.int64) - leading_plus
     present = _mask(pc.is_valid(trimmed))
     shaped = present & (n_other == 0) & (lengths > 0) & (lengths <= _MAX_INPUT)
     plus = leading_plus & shaped
@@ -603,14 +752,14 @@ def _phone_chunk(trimmed: pa.Array, region: str) -> pa.StringArray:
     if fast.any():
         fast_pos = np.flatnonzero(fast)
         if len(fast_pos) == n:
-            fast_body, fast_weights = body, weights
+            fast_body = body
         else:
             fast_offsets, fast_data = _buffers(trimmed.filter(fast))
             fast_body = fast_data[fast_offsets[0] : fast_offsets[-1]]
-            fast_weights = _PHONE_WEIGHT[fast_body]
         digit_offsets = np.zeros(len(fast_pos) + 1, dtype=np.int64)
         np.cumsum(n_digits[fast_pos], out=digit_offsets[1:])
-        digits = _from_buffers(digit_offsets, fast_body[fast_weights == 1])
+        is_digit = (fast_body - np.uint8(ord("0"))) < 10
+        digits = _from_buffers(digit_offsets, fast_body[is_digit])
         is_plus = plus[fast_pos]
         if is_plus.any():
             positions = fast_pos[is_plus]
@@ -759,8 +908,6 @@ def declared_ids(
     if hash == "sha256":
         return sha256_hex(kept)
     if encryption == "aes-cbc":
-        from . import crypto
-
         if key is None:
             raise KeyProblem("Encryption needs a key: set key_env or key_file.", code="missing_key")
         if iv is None:
