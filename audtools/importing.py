@@ -343,7 +343,7 @@ def _import(
             applied.batches_waiting,
         )
         _member_keys(con, cfg.default_region, plan, shared.sid)
-        counts = _reconcile(con, plan)
+        counts = _reconcile(con, plan, outcomes=keep_members)
         outcomes = None
         if keep_members:
             outcomes = arrow(con, "SELECT id, outcome FROM _outcomes ORDER BY id")
@@ -404,12 +404,13 @@ def _member_keys(
     con: duckdb.DuckDBPyConnection, region: str, plan: _Plan, sid: int
 ) -> None:
     """Create ``_mkeys(id, k)``: each member and the key it is reconciled by (NULL when it
-    cannot be decrypted)."""
+    cannot be decrypted). The state holds each (data source, ID, segment) once, so the
+    members need no DISTINCT."""
     source = plan.source
     con.execute("DROP TABLE IF EXISTS _mkeys")
     if not source.encrypted:
         con.execute(
-            "CREATE TEMP TABLE _mkeys AS SELECT DISTINCT id, id AS k FROM segment_state "
+            "CREATE TEMP TABLE _mkeys AS SELECT id, id AS k FROM segment_state "
             "WHERE data_source = ? AND sid = ?",
             [source.id, sid],
         )
@@ -417,7 +418,7 @@ def _member_keys(
     assert plan.key is not None and source.iv is not None
     members = arrow(
         con,
-        "SELECT DISTINCT id FROM segment_state WHERE data_source = ? AND sid = ?",
+        "SELECT id FROM segment_state WHERE data_source = ? AND sid = ?",
         [source.id, sid],
     )
     con.execute("CREATE TEMP TABLE _mkeys (id VARCHAR, k VARCHAR)")
@@ -436,12 +437,20 @@ def _member_keys(
         con.unregister("_chunk")
 
 
-def _reconcile(con: duckdb.DuckDBPyConnection, plan: _Plan) -> dict[str, int]:
-    """Count members, undecryptable, matched, profiles, addresses; fill ``_outcomes`` and
-    ``_audience`` (the profiles or addresses to store)."""
+def _reconcile(
+    con: duckdb.DuckDBPyConnection, plan: _Plan, *, outcomes: bool = False
+) -> dict[str, int]:
+    """Join the members (``_mkeys``) with the profiles and count.
+
+    Fills ``_audience(profile_id, address)``, what the audience will hold, and, with
+    ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`.
+
+    Returns:
+        ``members``, ``undecryptable``, ``matched``, ``profiles`` and ``addresses``.
+    """
     source = plan.source
-    con.execute("DROP TABLE IF EXISTS _outcomes")
-    con.execute("DROP TABLE IF EXISTS _audience")
+    for table in ("_links", "_outcomes", "_audience"):
+        con.execute(f"DROP TABLE IF EXISTS {table}")
     if source.reconciliation == "visitor_id":
         con.execute(
             "CREATE TEMP TABLE _links AS SELECT m.id, v.profile_id FROM _mkeys m "
@@ -453,31 +462,32 @@ def _reconcile(con: duckdb.DuckDBPyConnection, plan: _Plan) -> dict[str, int]:
             "JOIN derived_ids d ON d.declared_id = m.k AND d.data_source = ?",
             [source.id],
         )
-    con.execute(
-        """
-        CREATE TEMP TABLE _outcomes AS
-        SELECT m.id,
-               CASE WHEN m.k IS NULL THEN 'undecryptable'
-                    WHEN m.id IN (SELECT id FROM _links) THEN 'matched'
-                    ELSE 'no_profile' END AS outcome
-        FROM _mkeys m
-        """
-    )
-    members, undecryptable, matched = con.execute(
-        "SELECT count(*), count(*) FILTER (outcome = 'undecryptable'), "
-        "count(*) FILTER (outcome = 'matched') FROM _outcomes"
-    ).fetchone() or (0, 0, 0)
+    members, undecryptable = con.execute(
+        "SELECT count(*), count(*) FILTER (k IS NULL) FROM _mkeys"
+    ).fetchall()[0]
+    (matched,) = con.execute("SELECT count(DISTINCT id) FROM _links").fetchall()[0]
     if plan.file_audience:
         con.execute(
-            "CREATE TEMP TABLE _audience AS SELECT DISTINCT NULL::VARCHAR AS profile_id, k AS address "
-            "FROM _mkeys WHERE k IS NOT NULL"
+            "CREATE TEMP TABLE _audience AS SELECT DISTINCT NULL::VARCHAR AS profile_id, "
+            "k AS address FROM _mkeys WHERE k IS NOT NULL"
         )
     else:
         con.execute(
             "CREATE TEMP TABLE _audience AS SELECT DISTINCT profile_id, NULL::VARCHAR AS address "
             "FROM _links"
         )
-    (size,) = con.execute("SELECT count(*) FROM _audience").fetchone() or (0,)
+    if outcomes:
+        con.execute(
+            """
+            CREATE TEMP TABLE _outcomes AS
+            SELECT m.id,
+                   CASE WHEN m.k IS NULL THEN 'undecryptable'
+                        WHEN l.id IS NOT NULL THEN 'matched'
+                        ELSE 'no_profile' END AS outcome
+            FROM _mkeys m LEFT JOIN (SELECT DISTINCT id FROM _links) l ON l.id = m.id
+            """
+        )
+    (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
     con.execute("DROP TABLE _links")
     return {
         "members": int(members),

@@ -228,3 +228,15 @@ def test_files_of_other_data_sources_and_other_names_are_ignored(workspace: Work
     write(workspace, "notes.txt", ["hello"])
     r = apply(workspace)
     assert r.batches_applied == [] and state(workspace) == set()
+
+
+def test_the_state_holds_each_id_and_segment_once(workspace: Workspace) -> None:
+    # Imports count members without DISTINCT: they rely on this.
+    write(workspace, name("full", 1700000000000), [f"{vid(1)}\t1,1", f"{vid(1)}\t1", f"{vid(2)}\t1"])
+    write(workspace, name("iter", 1700000001000), [f"{vid(1)}\t1,2", f"{vid(1)}\t2", f"{vid(3)}\t3\t3"])
+    apply(workspace)
+    with workspace.session() as con:
+        total, distinct = con.execute(
+            "SELECT count(*), count(DISTINCT (data_source, id, sid)) FROM segment_state"
+        ).fetchall()[0]
+    assert total == distinct == 5
