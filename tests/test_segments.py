@@ -239,4 +239,4 @@ def test_the_state_holds_each_id_and_segment_once(workspace: Workspace) -> None:
         total, distinct = con.execute(
             "SELECT count(*), count(DISTINCT (data_source, id, sid)) FROM segment_state"
         ).fetchall()[0]
-    assert total == distinct == 5
+    assert total == distinct == 4
