@@ -22,6 +22,8 @@ demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imp
 	$(BIN)/audtools catalog -w $(DEMO)
 	$(BIN)/python -m audtools.demo $(DEMO)
 	$(BIN)/audtools export -w $(DEMO) --where "loyalty_points >= 1000" --segment-name "Demo loyal customers" --data-source samplesVisitorId
+	$(BIN)/audtools run -w $(DEMO) import_audience -p label "Samples - High value visitors" -p shared_audience 10603117 -p data_source samplesVisitorId
+	$(BIN)/audtools run -w $(DEMO) match_rate_report -p period all
 
 test: setup  ## every test, slow ones included
 	$(BIN)/python -m pytest -q
@@ -32,3 +34,9 @@ lint: setup
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis
+
+bench: setup  ## the benchmark at 10 M IDs (data generated once into benchmarks/.cache)
+	$(BIN)/python benchmarks/run.py
+
+bench-quick: setup  ## the benchmark at 100,000 IDs, under a minute
+	$(BIN)/python benchmarks/run.py --quick

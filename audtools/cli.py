@@ -561,6 +561,10 @@ def samples_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
     emit(data, as_json, lambda: _counts_text("Created the samples", data))
 
 
+# The job commands (audtools run, runs, report) live in their own module and register themselves.
+from . import jobs_cli  # noqa: E402, F401
+
+
 def main() -> None:
     """Entry point of the ``audtools`` console script."""
     cli(prog_name="audtools")

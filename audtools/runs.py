@@ -92,7 +92,10 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
                 out.append(json.loads(path.read_text(encoding="utf-8")))
             except (OSError, ValueError):
                 log.warning("%s cannot be read; skipped", path)
-    out.sort(key=lambda r: (r.get("started_at") or "", r.get("run_id") or ""), reverse=True)
+    out.sort(
+        key=lambda r: (r.get("started_at") or "", r.get("finished_at") or "", r.get("run_id") or ""),
+        reverse=True,
+    )
     return out
 
 

@@ -1,0 +1,440 @@
+"""What the three screens share: the message line, the busy state with Retry, the workspace
+opened per action, catalog options, tables and the funnel picture.
+
+A screen never keeps a database connection between two events: every action opens the workspace
+(:meth:`Screen.workspace`), runs one library call that takes the workspace lock and closes its
+connection, and shows what happened. Waiting for another process's lock is capped by the screen's
+``lock_wait`` so the screen never stays frozen for the workspace's whole ``lock_timeout``; past
+it, the screen names the run that holds the workspace and offers Retry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import html
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as W
+
+from ..config import DataSource, WorkspaceConfig
+from ..errors import AudtoolsError, WorkspaceBusy
+from ..formats.catalog import SharedAudience
+from ..runs import load_runs
+from ..workspace import Workspace
+
+log = logging.getLogger("audtools")
+
+#: Seconds an action waits for another process's lock before the screen says the workspace is
+#: busy (the workspace's ``lock_timeout`` when that is shorter).
+DEFAULT_LOCK_WAIT = 3.0
+
+#: Widths shared by every form, so the fields line up.
+FIELD_STYLE = {"description_width": "210px"}
+FIELD_LAYOUT = {"width": "660px"}
+
+# ipywidgets give HTML widgets the line height of a form row; text and tables need less.
+_CSS = (
+    ".audtools-screen .widget-html-content{line-height:1.45}"
+    ".audtools-screen table.audtools-table th,.audtools-screen table.audtools-table td,"
+    ".audtools-screen table.dataframe th,.audtools-screen table.dataframe td{line-height:1.45;"
+    "padding-top:3px;padding-bottom:3px}"
+    ".audtools-screen table.dataframe td{padding-left:6px;padding-right:10px}"
+)
+
+_TYPE_WORDS = {"trait": "a trait", "rule": "a rule", "key_value": "a key-value pair"}
+
+_COLOURS = {
+    "info": "#444444",
+    "working": "#0b5cad",
+    "done": "#1a7f37",
+    "error": "#b3261e",
+    "busy": "#8a5300",
+    "refused": "#b3261e",
+}
+_ICONS = {"working": "⏳ ", "done": "✔ ", "error": "⚠ ", "busy": "⏸ ", "refused": "⛔ "}
+
+
+def field(widget: W.Widget, css: str) -> W.Widget:
+    """Give a form widget the shared width and a CSS class (used by the browser test)."""
+    if hasattr(widget, "style") and "description_width" in widget.style.keys:
+        widget.style.description_width = FIELD_STYLE["description_width"]
+    widget.layout.width = FIELD_LAYOUT["width"]
+    widget.add_class(css)
+    return widget
+
+
+def show(widget: W.Widget, visible: bool) -> None:
+    """Show or hide a widget without removing it from the screen."""
+    widget.layout.display = None if visible else "none"
+
+
+def is_visible(widget: W.Widget) -> bool:
+    """Whether :func:`show` left the widget visible."""
+    return widget.layout.display != "none"
+
+
+def catalog_options(entries: Iterable[SharedAudience], verb: str) -> list[tuple[str, int]]:
+    """Dropdown options: segments as ``Name (sid)``, then traits, rules and key-value pairs with
+    the reason they cannot be picked (a Dropdown cannot disable single options)."""
+    entries = list(entries)
+    options = [(e.display, e.sid) for e in entries if e.type == "segment"]
+    options += [
+        (f"{e.display} — {_TYPE_WORDS.get(e.type, e.type)}: not available, only segments can be {verb}", e.sid)
+        for e in entries
+        if e.type != "segment"
+    ]
+    return options
+
+
+def not_a_segment(entry: SharedAudience, verb: str) -> str:
+    """The sentence that refuses a trait, rule or key-value pair."""
+    return (
+        f"{entry.display} is {_TYPE_WORDS.get(entry.type, entry.type)}, not a segment: only "
+        f"segments can be {verb}. Pick a segment."
+    )
+
+
+def source_options(config: WorkspaceConfig) -> list[tuple[str, str]]:
+    """Dropdown options of the configured data sources: ``Label (id)``."""
+    return [(f"{s.label} ({s.id})", s.id) for s in config.data_sources.values()]
+
+
+def busy_sentence(exc: WorkspaceBusy) -> str:
+    """One sentence naming the run that holds the workspace, and what to do."""
+    holder: dict[str, Any] = dict(exc.details.get("holder") or {})
+    run = holder.get("run_id")
+    who = f"run {run}" if run else "another process (without a run ID)"
+    extra = [str(holder["purpose"])] if holder.get("purpose") else []
+    if holder.get("pid"):
+        extra.append(f"pid {holder['pid']}")
+    if holder.get("since"):
+        extra.append(f"since {str(holder['since']).replace('T', ' ').rstrip('Z')} UTC")
+    detail = f" ({', '.join(extra)})" if extra else ""
+    return (
+        f"The workspace is busy: {who}{detail} is using it. Wait for it to finish, then press "
+        "Retry."
+    )
+
+
+def unexpected_sentence(exc: BaseException) -> str:
+    """One sentence for an error audtools did not raise on purpose (never a traceback)."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return (
+        f"Something unexpected went wrong ({detail}); check the workspace with 'audtools check' "
+        "and try again."
+    )
+
+
+@contextlib.contextmanager
+def quiet_library_logs() -> Iterator[None]:
+    """Keep the library's warnings off the screen while an action runs.
+
+    Without a handler, Python prints ``audtools`` warnings and errors to standard error, which a
+    notebook shows under the widgets; the screen says what went wrong itself.
+    """
+    logger = logging.getLogger("audtools")
+    handler = logging.NullHandler()
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+
+
+def table(rows: Sequence[tuple[str, str, str]], css: str = "audtools-table") -> str:
+    """An HTML table of ``(key, label, value)`` rows; values are already HTML."""
+    body = "".join(
+        f"<tr data-key='{html.escape(key)}'><th style='text-align:left;padding:2px 14px 2px 0;"
+        f"font-weight:normal'>{html.escape(label)}</th><td style='text-align:right;padding:2px 0'>"
+        f"{value}</td></tr>"
+        for key, label, value in rows
+    )
+    return f"<table class='{css}' style='border-collapse:collapse'>{body}</table>"
+
+
+def number(value: int) -> str:
+    """A count with thousands separators."""
+    return f"{value:,}"
+
+
+def window_text(available_from: str, available_to: str) -> str:
+    """The sync window in words."""
+
+    def short(text: str) -> str:
+        return text.replace("T", " ")[:16]
+
+    return f"from {short(available_from)} to {short(available_to)} UTC"
+
+
+def funnel_png(result: Any, encrypted: bool | None, dpi: int = 90, title: str | None = None) -> bytes:
+    """The funnel chart of one import (or dry run) as PNG bytes.
+
+    Uses :func:`audtools.charts.funnel_chart`; draws a plain one when that module is unusable.
+
+    Args:
+        result: an :class:`~audtools.importing.ImportResult`.
+        encrypted: whether the data source is encrypted (adds the *decrypted* stage).
+        dpi: the picture's resolution.
+        title: what the chart is the funnel of (default: the audience's label).
+    """
+    data = result.to_json()
+    if title is not None:
+        data["audience"]["label"] = title
+    try:
+        from ..charts import figure_png, funnel_chart
+
+        return figure_png(funnel_chart(data, encrypted=encrypted), dpi=dpi)
+    except (ImportError, AttributeError, TypeError):
+        log.debug("charts.funnel_chart unusable; drawing a plain funnel", exc_info=True)
+        return _plain_funnel_png(result, dpi, title or result.label)
+
+
+def _plain_funnel_png(result: Any, dpi: int, title: str) -> bytes:
+    import io
+
+    from matplotlib.figure import Figure
+
+    frame = result.funnel
+    frame = frame[frame["stage"].isin(["members", "decrypted", "matched", "profiles", "addresses"])]
+    fig = Figure(figsize=(8, 2.8), layout="constrained")
+    ax = fig.add_subplot()
+    ax.barh(frame["stage"][::-1], frame["count"][::-1], color="#0072B2")
+    ax.set_title(f"Funnel of {title}", loc="left")
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    return buf.getvalue()
+
+
+class Screen:
+    """The parts every screen has: the workspace, the operator, the message line, Retry.
+
+    Args:
+        workspace: the workspace folder (default: ``$AUDTOOLS_WORKSPACE``, else the current
+            folder) or a :class:`~audtools.workspace.Workspace`.
+        operator: the Campaign operator using the screen (default: the workspace's
+            ``default_operator``); only IMS operators may use it.
+        lock_wait: seconds an action waits for another process's lock before saying the
+            workspace is busy.
+        progress: show tqdm bars (None: only in a notebook).
+    """
+
+    title = ""
+    subtitle = ""
+    css = "audtools-screen"
+
+    def __init__(
+        self,
+        workspace: str | os.PathLike[str] | Workspace | None = None,
+        *,
+        operator: str | None = None,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        progress: bool | None = None,
+    ) -> None:
+        if isinstance(workspace, Workspace):
+            root: str | os.PathLike[str] = workspace.root
+        else:
+            root = workspace or os.environ.get("AUDTOOLS_WORKSPACE") or "."
+        self.root = Path(root).resolve()
+        self.operator = operator
+        self.lock_wait = float(lock_wait)
+        self.progress = progress
+        self.config: WorkspaceConfig | None = None
+        #: Why the screen is disabled for this operator (None: it is not).
+        self.refusal: str | None = None
+        #: The last message shown, and its kind: info, working, done, error, busy or refused.
+        self.message = ""
+        self.message_kind = "info"
+        self.working = False
+        self._retry_action: Callable[[], Any] | None = None
+
+        self.header = W.HTML(
+            f"<style>{_CSS}</style>"
+            f"<h3 style='margin:4px 0'>{html.escape(self.title)}</h3>"
+            f"<div style='color:#555;margin-bottom:6px'>{html.escape(self.subtitle)}</div>"
+        )
+        self.status = W.HTML().add_class("audtools-status")
+        self.retry = W.Button(description="Retry", tooltip="Try the last action again")
+        self.retry.add_class("audtools-retry")
+        self.retry.on_click(lambda _b: self.retry_last())
+        show(self.retry, False)
+        self.progress_area = W.Output().add_class("audtools-progress")
+        self.history = W.HTML().add_class("audtools-history")
+
+    # -- the widget ---------------------------------------------------------------------------
+
+    def form(self) -> list[W.Widget]:
+        """The screen's own widgets, top to bottom (overridden by each screen)."""
+        return []
+
+    def build(self) -> W.VBox:
+        """The whole screen: header, form, message line with Retry, progress, history."""
+        box = W.VBox(
+            [
+                self.header,
+                *self.form(),
+                W.HBox([self.status, self.retry], layout=W.Layout(align_items="center")),
+                self.progress_area,
+                *self.result_widgets(),
+                self.history,
+            ],
+            layout=W.Layout(padding="4px 8px"),
+        )
+        box.add_class("audtools-screen")
+        box.add_class(self.css)
+        return box
+
+    def result_widgets(self) -> list[W.Widget]:
+        """The widgets that show an action's result (overridden by each screen)."""
+        return []
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # -- workspace and operator --------------------------------------------------------------
+
+    def workspace(self) -> Workspace:
+        """The workspace, opened now, with its lock wait capped at ``lock_wait``."""
+        ws = Workspace(self.root)
+        wait = min(ws.config.lock_timeout, self.lock_wait)
+        ws.config = dataclasses.replace(ws.config, lock_timeout=wait)
+        self.config = ws.config
+        return ws
+
+    def check_operator(self, config: WorkspaceConfig) -> None:
+        """Disable the screen, with the reason, for an operator who may not share audiences."""
+        from ..auth import check_operator
+
+        try:
+            check_operator(config, self.operator)
+        except AudtoolsError as exc:
+            self.refusal = f"This screen is disabled: {exc.message}"
+        else:
+            self.refusal = None
+
+    def source(self, source_id: str | None) -> DataSource | None:
+        """The configured data source ``source_id``, if any."""
+        if self.config is None or source_id is None:
+            return None
+        return self.config.data_sources.get(source_id)
+
+    # -- messages and actions ------------------------------------------------------------------
+
+    def say(self, kind: str, text: str) -> None:
+        """Show one message (a sentence) in the message line."""
+        self.message, self.message_kind = text, kind
+        colour = _COLOURS.get(kind, _COLOURS["info"])
+        icon = _ICONS.get(kind, "")
+        self.status.value = (
+            f"<div class='audtools-message audtools-{kind}' style='color:{colour};"
+            f"padding:4px 0;max-width:900px'>{icon}{html.escape(text)}</div>"
+            if text
+            else ""
+        )
+        show(self.retry, kind == "busy")
+
+    def controls(self) -> list[W.Widget]:
+        """The widgets an action disables while it runs (overridden by each screen)."""
+        return []
+
+    def sync(self) -> None:
+        """Enable or disable the controls from the screen's state (overridden by each screen)."""
+
+    def act(
+        self,
+        working: str,
+        action: Callable[[], Any],
+        *,
+        retry: Callable[[], Any] | None = None,
+        keep_message: bool = False,
+    ) -> bool:
+        """Run ``action`` with a visible working state; show any error as one sentence.
+
+        Args:
+            working: what the screen says while the action runs.
+            action: the work; it shows its own result and message.
+            retry: what Retry does when the workspace is busy (default: the same action).
+            keep_message: put back the message shown before, when the action succeeds.
+
+        Returns:
+            True when the action finished without an error.
+        """
+        before = (self.message_kind, self.message)
+        self.say("working", working)
+        self.working = True
+        for widget in self.controls():
+            widget.disabled = True
+        ok = False
+        with self.progress_area:
+            try:
+                with quiet_library_logs():
+                    action()
+                ok = True
+            except WorkspaceBusy as exc:
+                self._retry_action = retry or (
+                    lambda: self.act(working, action, retry=retry, keep_message=keep_message)
+                )
+                self.say("busy", busy_sentence(exc))
+            except AudtoolsError as exc:
+                self.say("error", exc.message)
+            except Exception as exc:  # noqa: BLE001 - the screen shows one sentence, never a traceback
+                log.debug("a screen action failed", exc_info=True)
+                self.say("error", unexpected_sentence(exc))
+        self.progress_area.clear_output()
+        self.working = False
+        if ok and self.message_kind == "working":
+            if keep_message and before[0] in ("info", "done", "refused"):
+                self.say(*before)
+            else:
+                self.say("info", "")
+        self.sync()
+        return ok
+
+    def retry_last(self) -> None:
+        """Retry the action the busy workspace stopped."""
+        action, self._retry_action = self._retry_action, None
+        show(self.retry, False)
+        if action is not None:
+            action()
+
+    def refresh_history(self, kind: str) -> None:
+        """The last run of ``kind`` in one line, read from the runs' ``result.json`` files (never
+        the database, so it works while a job holds the workspace)."""
+        try:
+            runs = [r for r in load_runs(self.root) if r.get("kind") == kind]
+        except AudtoolsError:
+            runs = []
+        if not runs:
+            self.history.value = ""
+            return
+        last = runs[0]
+        what = ""
+        if kind == "import" and isinstance(last.get("audience"), dict):
+            what = f" — {last['audience'].get('label', '')}"
+            if "match_rate" in last:
+                what += f", match rate {float(last['match_rate']):.1%}"
+        elif kind == "export" and isinstance(last.get("shared_audience"), dict):
+            shared = last["shared_audience"]
+            what = f" — {shared.get('name', '')} ({shared.get('sid', '')})"
+            if "ids_exported" in last:
+                what += f", {int(last['ids_exported']):,} IDs exported"
+        finished = str(last.get("finished_at") or "").replace("T", " ").rstrip("Z")
+        self.history.value = (
+            f"<div style='color:#777;font-size:90%;margin-top:8px'>Last {kind}: run "
+            f"{html.escape(str(last.get('run_id')))}, {html.escape(str(last.get('status')))}"
+            f"{html.escape(what)}{', finished ' + html.escape(finished) + ' UTC' if finished else ''}"
+            "</div>"
+        )
+
+    @property
+    def widget(self) -> W.VBox:
+        """The screen's widget tree (built once)."""
+        built: W.VBox | None = getattr(self, "_widget", None)
+        if built is None:
+            built = self._widget = self.build()
+        return built

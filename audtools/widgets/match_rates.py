@@ -1,0 +1,323 @@
+"""The match-rate explorer: how well a shared audience reconciles through each data source.
+
+:class:`MatchRateExplorer` runs the import's dry run (SPEC §5 step 9: everything computed on a
+copy of the state, nothing written, no run recorded) for the picked shared audience through each
+picked data source, and shows the funnel, the match rate, the unmatched reasons and the batches
+still waiting. It updates whenever a choice changes.
+
+Example:
+    >>> from audtools.widgets import MatchRateExplorer
+    >>> MatchRateExplorer("data/demo")                    # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+
+import ipywidgets as W
+
+from ..errors import AudtoolsError, WorkspaceBusy
+from ..formats.catalog import SharedAudience
+from ..importing import ImportResult, import_audience
+from ..sharing import catalog
+from ..workspace import Workspace
+from ._common import (
+    DEFAULT_LOCK_WAIT,
+    Screen,
+    catalog_options,
+    field,
+    funnel_png,
+    not_a_segment,
+    show,
+    source_options,
+)
+
+__all__ = ["EXPLORER_LABEL", "MatchRateExplorer"]
+
+#: The label the dry runs use (a dry run stores nothing, so no audience ever has it).
+EXPLORER_LABEL = "(match-rate explorer dry run)"
+
+
+class MatchRateExplorer(Screen):
+    """Explore match rates without writing anything: the dry run of the import, live.
+
+    Tests drive it without a browser: set ``shared_audience.value`` (a sid),
+    ``data_sources.value`` (a tuple of IDs) and ``force_reconciliation.value``; each change runs
+    :meth:`update`, whose outcome is in :attr:`results` (an :class:`ImportResult` or the sentence
+    that refused it, per data source).
+
+    Args:
+        workspace: the workspace folder or :class:`~audtools.workspace.Workspace`.
+        operator: the operator using the screen (default: the workspace's ``default_operator``);
+            a non-IMS operator sees the screen disabled, with the reason.
+        lock_wait: seconds to wait for another process's lock before offering Retry.
+        progress: show tqdm bars (None: only in a notebook).
+    """
+
+    title = "Match-rate explorer"
+    subtitle = (
+        "How a shared audience would reconcile through each data source: the import's dry run, "
+        "which writes nothing to the workspace."
+    )
+    css = "audtools-match-rates"
+
+    def __init__(
+        self,
+        workspace: str | os.PathLike[str] | Workspace | None = None,
+        *,
+        operator: str | None = None,
+        lock_wait: float = DEFAULT_LOCK_WAIT,
+        progress: bool | None = None,
+    ) -> None:
+        super().__init__(workspace, operator=operator, lock_wait=lock_wait, progress=progress)
+        self.entries: dict[int, SharedAudience] = {}
+        #: Per data source: the dry run's result, or the sentence that refused it.
+        self.results: dict[str, ImportResult | str] = {}
+        #: Seconds the last update took.
+        self.elapsed: float | None = None
+        self._loading = False
+
+        self.shared_audience = field(
+            W.Dropdown(description="Shared audience", options=[], value=None),
+            "audtools-shared-audience",
+        )
+        self.data_sources = field(
+            W.SelectMultiple(description="Shared Data Sources", options=[], value=(), rows=6),
+            "audtools-data-sources",
+        )
+        self.force_reconciliation = field(
+            W.Checkbox(description="Force reconciliation with a profile", value=False),
+            "audtools-force",
+        )
+        self.force_help = W.HTML(
+            "<div style='color:#555;font-size:90%;margin-left:216px;max-width:640px'>Applies to "
+            "encrypted data sources only: unticked, an Email or SMS data source gives a File "
+            "audience of every decrypted address; ticked, only the profiles they reconcile with."
+            "</div>"
+        )
+        self.refresh = W.Button(description="Refresh", tooltip="Read the drop and the database again")
+        self.refresh.add_class("audtools-refresh")
+        self.summary = W.HTML().add_class("audtools-summary")
+        self.funnels = W.VBox([])
+        self.funnels.add_class("audtools-funnels")
+
+        for widget in (self.shared_audience, self.data_sources, self.force_reconciliation):
+            widget.observe(lambda _c: self._changed(), names="value")
+        self.refresh.on_click(lambda _b: self.reload())
+        self.reload()
+
+    # -- layout -------------------------------------------------------------------------------
+
+    def form(self) -> list[W.Widget]:
+        """The choices, top to bottom."""
+        return [
+            self.shared_audience,
+            self.data_sources,
+            self.force_reconciliation,
+            self.force_help,
+            W.HBox([self.refresh], layout=W.Layout(margin="6px 0 0 216px")),
+        ]
+
+    def result_widgets(self) -> list[W.Widget]:
+        """The table and the funnels."""
+        return [self.summary, self.funnels]
+
+    def controls(self) -> list[W.Widget]:
+        """Everything the analyst can change."""
+        return [self.shared_audience, self.data_sources, self.force_reconciliation, self.refresh]
+
+    def sync(self) -> None:
+        """Disable everything for a refused operator or while working."""
+        disabled = self.refusal is not None or self.working or self.config is None
+        for widget in self.controls():
+            widget.disabled = disabled
+        if self.config is None and not self.working:
+            self.refresh.disabled = False
+
+    # -- loading ------------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Read the configuration and the catalog again, then update."""
+        ok = self.act("Loading the catalog…", self._load, retry=self.reload)
+        if ok and self.refusal is None:
+            self.update()
+        return ok
+
+    def _load(self) -> None:
+        ws = self.workspace()
+        self.check_operator(ws.config)
+        entries = catalog(ws)
+        self.entries = {e.sid: e for e in entries}
+        keep_sid, keep_sources = self.shared_audience.value, self.data_sources.value
+        self._loading = True
+        try:
+            self.shared_audience.options = catalog_options(entries, "imported")
+            self.shared_audience.value = keep_sid if keep_sid in self.entries else None
+            self.data_sources.options = source_options(ws.config)
+            self.data_sources.value = tuple(s for s in keep_sources if s in ws.config.data_sources)
+        finally:
+            self._loading = False
+        if self.refusal:
+            self.say("refused", self.refusal)
+
+    def _changed(self) -> None:
+        if not self._loading:
+            self.update()
+
+    # -- the dry runs -------------------------------------------------------------------------
+
+    def update(self) -> dict[str, ImportResult | str]:
+        """Dry-run the import of the shared audience through each chosen data source.
+
+        Returns:
+            Per data source, the dry run's result or the sentence that refused it.
+        """
+        self.results = {}
+        if self.refusal:
+            self.say("refused", self.refusal)
+            return self.results
+        entry = self.entries.get(self.shared_audience.value)
+        chosen = [s for s in self.data_sources.value if self.source(s) is not None]
+        if entry is None or not chosen:
+            self.summary.value = (
+                "<div style='color:#777'>Pick a shared audience and one or more data sources.</div>"
+            )
+            self.funnels.children = ()
+            self.say("info", "")
+            return self.results
+        if entry.type != "segment":
+            self.summary.value = ""
+            self.funnels.children = ()
+            self.say("error", not_a_segment(entry, "imported"))
+            return self.results
+        force = bool(self.force_reconciliation.value)
+        names = ", ".join(chosen)
+
+        def dry_runs() -> None:
+            started = time.perf_counter()
+            ws = self.workspace()
+            results: dict[str, ImportResult | str] = {}
+            for source_id in chosen:
+                source = ws.config.data_sources[source_id]
+                try:
+                    results[source_id] = import_audience(
+                        ws,
+                        EXPLORER_LABEL,
+                        entry.sid,
+                        source_id,
+                        force_reconciliation=force and source.encrypted,
+                        operator=self.operator,
+                        dry_run=True,
+                        progress=self.progress,
+                        keep_members=False,
+                    )
+                except WorkspaceBusy:
+                    raise
+                except AudtoolsError as exc:
+                    results[source_id] = exc.message
+            self.results = results
+            self.elapsed = time.perf_counter() - started
+            self._show(entry, force)
+
+        self.act(f"Working: dry runs of {entry.display} through {names}…", dry_runs, retry=self.update)
+        if self.message_kind == "info" and self.elapsed is not None and self.results:
+            self.say(
+                "info",
+                f"Updated in {self.elapsed:.2f} s from a dry run: nothing was written to the "
+                "workspace.",
+            )
+        return self.results
+
+    def _show(self, entry: SharedAudience, force: bool) -> None:
+        head = (
+            "<tr>"
+            + "".join(
+                f"<th style='text-align:{'left' if i == 0 else 'right'};padding:2px 8px'>{h}</th>"
+                for i, h in enumerate(
+                    [
+                        "data source",
+                        "audience",
+                        "members",
+                        "matched",
+                        "match rate",
+                        "undecryptable",
+                        "no profile",
+                        "profiles / addresses",
+                        "batches ready",
+                        "batches waiting",
+                    ]
+                )
+            )
+            + "</tr>"
+        )
+        rows = []
+        images = []
+        for source_id, outcome in self.results.items():
+            source = self.source(source_id)
+            name = html.escape(source.label if source else source_id)
+            if isinstance(outcome, str):
+                rows.append(
+                    f"<tr data-source='{html.escape(source_id)}'><td style='padding:2px 8px'>{name}</td>"
+                    f"<td colspan='9' style='color:#b3261e;padding:2px 8px'>{html.escape(outcome)}</td></tr>"
+                )
+                continue
+            r = outcome
+            note = ""
+            if force and source is not None and not source.encrypted:
+                note = " <span style='color:#777'>(not encrypted: no forced reconciliation)</span>"
+            kind = "File" if r.audience_type == "file" else "Experience Cloud"
+            size = r.addresses if r.audience_type == "file" else r.profiles
+            cells = [
+                f"{name}{note}",
+                kind,
+                f"{r.members:,}",
+                f"{r.matched:,}",
+                f"<b>{r.match_rate:.1%}</b>",
+                f"{r.undecryptable:,}",
+                f"{r.unmatched:,}",
+                f"{size:,}",
+                f"{r.batches_applied:,}",
+                f"{r.batches_waiting:,}",
+            ]
+            keys = [
+                "source", "type", "members", "matched", "match_rate", "undecryptable",
+                "no_profile", "size", "batches_ready", "batches_waiting",
+            ]
+            rows.append(
+                f"<tr data-source='{html.escape(source_id)}'>"
+                + "".join(
+                    f"<td data-key='{k}' style='text-align:{'left' if i == 0 else 'right'};"
+                    f"padding:2px 8px'>{c}</td>"
+                    for i, (k, c) in enumerate(zip(keys, cells, strict=True))
+                )
+                + "</tr>"
+            )
+            image = W.Image(
+                value=funnel_png(
+                    r,
+                    encrypted=source.encrypted if source else None,
+                    dpi=72,
+                    title=f"{entry.display} through {source.label if source else source_id}",
+                ),
+                format="png",
+                layout=W.Layout(max_width="640px"),
+            )
+            images.append(W.VBox([W.HTML(f"<b>{name}</b>"), image]))
+        waiting = sum(
+            r.batches_waiting for r in self.results.values() if isinstance(r, ImportResult)
+        )
+        footnote = (
+            "<div style='color:#555;font-size:90%;margin-top:4px'>Batches ready are complete "
+            "batches not imported yet: the dry run reads them without applying them. Batches "
+            f"waiting ({waiting:,} in all) are incomplete and are read by no import until their "
+            "files arrive.</div>"
+        )
+        self.summary.value = (
+            f"<div style='margin:8px 0 4px'><b>{html.escape(entry.display)}</b></div>"
+            f"<table class='audtools-table' style='border-collapse:collapse'>{head}{''.join(rows)}</table>"
+            f"{footnote}"
+        )
+        self.funnels.children = tuple(images)
+        show(self.funnels, bool(images))

@@ -1,0 +1,426 @@
+"""What runs inside a benchmark worker process: the in-process audtools steps and the naive baselines.
+
+``run.py`` starts one worker process per step (``run.py --worker NAME --n N ...``), so that each
+step's peak RSS is that of its own process. A worker loads its inputs (untimed), runs the step
+``warmup`` times, then ``repeat`` times under the clock, checks the result against the generated
+data, and prints one JSON object on standard output: ``{"times": [...], "items": ..., "check": ...}``.
+
+The naive baselines are what a careful analyst writes without audtools: ``pandas.read_csv`` and
+``DataFrame.merge`` on object strings, one ``cryptography`` call per ID, ``phonenumbers.parse`` per
+number, ``hashlib`` per email. Each runs once (no warm-up) per data size.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import benchdata as bd
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+Result = dict[str, Any]
+
+
+CPU: list[float] = []  # process CPU time (all threads) of each measured run of this worker
+
+
+def _timed(fn: Callable[[], Any], repeat: int, warmup: int) -> tuple[list[float], Any]:
+    out = None
+    for _ in range(warmup):
+        out = fn()
+    times = []
+    for _ in range(repeat):
+        cpu = time.process_time()
+        start = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - start)
+        CPU.append(time.process_time() - cpu)
+    return times, out
+
+
+def _column(path: Path, name: str) -> pa.Array:
+    return pq.read_table(path, columns=[name])[name].combine_chunks()
+
+
+def _key_iv() -> tuple[bytes, bytes]:
+    return bytes.fromhex(bd.KEY_HEX), bytes.fromhex(bd.IV_HEX)
+
+
+# -- reference one-value functions (also the naive baselines' inner loops) -------------------------
+
+
+def _ref_decrypt(key: bytes, iv: bytes) -> Callable[[str], str | None]:
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    aes = algorithms.AES(key)
+
+    def decrypt(text: str) -> str | None:
+        try:
+            data = base64.b64decode(text, validate=True)
+            dec = Cipher(aes, modes.CBC(iv)).decryptor()
+            padded = dec.update(data) + dec.finalize()
+            unpadder = padding.PKCS7(128).unpadder()
+            return (unpadder.update(padded) + unpadder.finalize()).decode("utf-8")
+        except Exception:  # noqa: BLE001 - undecryptable
+            return None
+
+    return decrypt
+
+
+def _ref_encrypt(key: bytes, iv: bytes) -> Callable[[str], str]:
+    from cryptography.hazmat.primitives import padding
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+    aes = algorithms.AES(key)
+
+    def encrypt(text: str) -> str:
+        padder = padding.PKCS7(128).padder()
+        padded = padder.update(text.encode("utf-8")) + padder.finalize()
+        enc = Cipher(aes, modes.CBC(iv)).encryptor()
+        return base64.b64encode(enc.update(padded) + enc.finalize()).decode("ascii")
+
+    return encrypt
+
+
+def _ref_phone(region: str) -> Callable[[str], str | None]:
+    import phonenumbers
+
+    e164 = phonenumbers.PhoneNumberFormat.E164
+
+    def normalise(value: str) -> str | None:
+        try:
+            return phonenumbers.format_number(phonenumbers.parse(value.strip(bd.ASCII_WS), region), e164)
+        except phonenumbers.NumberParseException:
+            return None
+
+    return normalise
+
+
+def _sample_check(rng_seed: int, got: pa.Array, inputs: pa.Array, reference: Callable[[Any], Any],
+                  size: int = 2000) -> str:
+    """Compare a random sample of results with the one-value reference."""
+    rng = np.random.default_rng(rng_seed)
+    idx = rng.choice(len(inputs), size=min(size, len(inputs)), replace=False)
+    bad = 0
+    for i in idx.tolist():
+        value = inputs[i].as_py()
+        want = None if value is None else reference(value)
+        if got[i].as_py() != want:
+            bad += 1
+    return "ok" if bad == 0 else f"MISMATCH: {bad} of {len(idx)} sampled values differ from the reference"
+
+
+# -- audtools steps -----------------------------------------------------------------------------
+
+
+def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    """audtools' reconciliation query path (``importing._reconcile``) on N member IDs against the
+    profiles' 1.5 N visitor IDs, in a read-only session on the workspace template."""
+    from audtools import importing, store
+    from audtools.formats.catalog import SharedAudience
+    from audtools.workspace import Workspace
+
+    template = bd.ensure_template(n)
+    ws = Workspace(template)
+    con = store.connect(ws.config.database, read_only=True)
+    members = pq.read_table(bd.size_dir(n) / "members_visitor.parquet")
+    con.register("_bench_members", members)
+    con.execute("CREATE TEMP TABLE _mkeys AS SELECT id, id AS k FROM _bench_members")
+    con.unregister("_bench_members")
+    source = ws.config.data_sources[bd.SOURCE_VISITORS]
+    shared = SharedAudience(sid=bd.SID_VISITORS, name="Bench visitors")
+    how = "importing._reconcile"
+    try:
+        plan = importing._Plan(source, shared, None, False)
+
+        def run() -> dict[str, int]:
+            return importing._reconcile(con, plan)
+
+        run()
+    except Exception as exc:  # the private API changed: run the SQL it ran when this was written
+        how = f"inline SQL ({type(exc).__name__}: {exc})"
+        con.execute("DROP TABLE IF EXISTS _links")
+
+        def run() -> dict[str, int]:
+            con.execute("DROP TABLE IF EXISTS _links")
+            con.execute("CREATE TEMP TABLE _links AS SELECT m.id, v.profile_id FROM _mkeys m "
+                        "JOIN visitors v ON v.visitor_id = m.k")
+            matched, profiles = con.execute(
+                "SELECT count(DISTINCT id), count(DISTINCT profile_id) FROM _links").fetchone()
+            return {"matched": matched, "profiles": profiles}
+
+    times, out = _timed(run, repeat, warmup)
+    # How much of it is the join statement itself (the SQL _reconcile starts with).
+    join_only = []
+    for _ in range(3):
+        con.execute("DROP TABLE IF EXISTS _bench_links")
+        start = time.perf_counter()
+        con.execute("CREATE TEMP TABLE _bench_links AS SELECT m.id, v.profile_id FROM _mkeys m "
+                    "JOIN visitors v ON v.visitor_id = m.k")
+        join_only.append(time.perf_counter() - start)
+    want = bd.load_meta(n)["visitors"]
+    check = "ok" if (out["matched"], out["profiles"]) == (want["matched"], want["profiles"]) else (
+        f"MISMATCH: matched/profiles {out['matched']}/{out['profiles']}, "
+        f"expected {want['matched']}/{want['profiles']}")
+    return {"times": times, "items": n, "check": check,
+            "info": {"how": how, "join_only": sorted(join_only)[1]}}
+
+
+def work_decrypt(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    from audtools import crypto
+
+    key, iv = _key_iv()
+    values = _column(bd.size_dir(n) / "members_email.parquet", "id")
+    times, out = _timed(lambda: crypto.decrypt(values, key, iv, "base64"), repeat, warmup)
+    want = bd.load_meta(n)["emails"]["undecryptable"]
+    check = _sample_check(1, out, values, _ref_decrypt(key, iv))
+    if out.null_count != want:
+        check = f"MISMATCH: {out.null_count} undecryptable, expected {want}; " + check
+    return {"times": times, "items": len(values), "check": check}
+
+
+def _phones(n: int, repeat: int, warmup: int, name: str) -> Result:
+    from audtools import ids
+
+    values = _column(bd.size_dir(n) / f"{name}.parquet", "phone")
+    times, out = _timed(lambda: ids.normalise_phone(values, "US"), repeat, warmup)
+    return {"times": times, "items": len(values), "check": _sample_check(2, out, values, _ref_phone("US"))}
+
+
+def work_phone_mixed(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    return _phones(n, repeat, warmup, "phones_mixed")
+
+
+def work_phone_e164(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    return _phones(n, repeat, warmup, "phones_e164")
+
+
+def work_sha256(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    from audtools import ids
+
+    values = _column(bd.size_dir(n) / "emails_norm.parquet", "email")
+    times, out = _timed(lambda: ids.sha256_hex(values), repeat, warmup)
+    check = _sample_check(3, out, values, lambda v: hashlib.sha256(v.encode()).hexdigest())
+    return {"times": times, "items": len(values), "check": check}
+
+
+def work_read_split(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    from audtools.formats.outbound import OutboundReader
+
+    path = bd.size_dir(n) / "plain" / f"{bd.VISITOR_ROOT}.sync"
+
+    def run() -> tuple[int, int]:
+        reader = OutboundReader(path, id_rule="visitor_id")
+        pairs = sum(chunk.pairs.num_rows for chunk in reader)
+        return reader.rows_total, pairs
+
+    times, (rows, pairs) = _timed(run, repeat, warmup)
+    check = "ok" if rows == n else f"MISMATCH: {rows} rows, expected {n}"
+    return {"times": times, "items": rows, "check": check, "info": {"pairs": pairs}}
+
+
+def work_explorer(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    """``import_audience(..., dry_run=True)`` of the AES-email segment (forced reconciliation) on
+    a workspace where it was imported once (batch applied, derived-ID cache warm)."""
+    from audtools.importing import import_audience
+    from audtools.workspace import Workspace
+
+    os.environ[bd.KEY_ENV] = bd.KEY_HEX
+    ws = Workspace(arg)
+
+    def run() -> Any:
+        return import_audience(ws, "bench explorer", bd.SID_EMAILS, bd.SOURCE_EMAILS,
+                               force_reconciliation=True, dry_run=True, progress=False,
+                               keep_members=False)
+
+    times, out = _timed(run, repeat, warmup)
+    want = bd.load_meta(n)["emails"]
+    got = (out.members, out.undecryptable, out.matched, out.profiles)
+    expected = (want["members"], want["undecryptable"], want["matched"], want["profiles"])
+    check = "ok" if got == expected else f"MISMATCH: {got}, expected {expected}"
+    return {"times": times, "items": out.members, "check": check}
+
+
+# -- naive baselines ------------------------------------------------------------------------------
+# Inputs that audtools holds in its database (the profiles) are loaded before the clock starts,
+# as pandas objects; everything else is timed.
+
+
+def _read_batch(paths: list[Path], **kw: Any) -> Any:
+    import pandas as pd
+
+    frames = [
+        pd.read_csv(p, sep="\t", header=None, names=["id", "segments"], dtype=object,
+                    keep_default_na=False, **kw)
+        for p in paths
+    ]
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def _members(df: Any, sid: int) -> Any:
+    import pandas as pd
+
+    pairs = df.assign(sid=df["segments"].str.split(",")).explode("sid")
+    pairs["sid"] = pd.to_numeric(pairs["sid"].str.strip())
+    return pairs.loc[pairs["sid"] == sid, "id"].drop_duplicates()
+
+
+def naive_import_visitor(n: int, out_dir: Path) -> Result:
+    import pandas as pd
+
+    folder = bd.size_dir(n)
+    visitors = pd.read_parquet(folder / "visitors.parquet").astype(object)
+    parts = sorted((folder / "drop_visitors").glob("*.sync.gz"))
+    start, cpu0 = time.perf_counter(), time.process_time()
+    members = _members(_read_batch(parts, compression="gzip"), bd.SID_VISITORS)
+    links = members.to_frame("id").merge(visitors, left_on="id", right_on="visitor_id")
+    matched = links["id"].nunique()
+    profiles = links["profile_id"].drop_duplicates()
+    profiles.to_frame().to_parquet(out_dir / "naive_profiles.parquet")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    want = bd.load_meta(n)["visitors"]
+    ok = (len(members), matched, len(profiles)) == (want["members"], want["matched"], want["profiles"])
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if ok else "MISMATCH"}
+
+
+def naive_import_aes(n: int, out_dir: Path) -> Result:
+    import pandas as pd
+
+    folder = bd.size_dir(n)
+    profiles = pd.read_parquet(folder / "profiles.parquet", columns=["profile_id", "email"]).astype(object)
+    decrypt = _ref_decrypt(*_key_iv())
+    start, cpu0 = time.perf_counter(), time.process_time()
+    members = _members(_read_batch(sorted((folder / "drop_emails").glob("*.sync"))), bd.SID_EMAILS)
+    plain = members.map(decrypt)
+    keys = plain.str.strip().str.lower()
+    frame = pd.DataFrame({"id": members.to_numpy(), "k": keys.to_numpy()})
+    prof = pd.DataFrame({"profile_id": profiles["profile_id"],
+                         "k": profiles["email"].str.strip().str.lower()}).dropna()
+    links = frame.dropna().merge(prof, on="k")
+    matched = links["id"].nunique()
+    result = links["profile_id"].drop_duplicates()
+    result.to_frame().to_parquet(out_dir / "naive_profiles.parquet")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    want = bd.load_meta(n)["emails"]
+    got = (len(members), int(plain.isna().sum()), matched, len(result))
+    ok = got == (want["members"], want["undecryptable"], want["matched"], want["profiles"])
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if ok else f"MISMATCH {got}"}
+
+
+def naive_join(n: int, out_dir: Path) -> Result:
+    import pandas as pd
+
+    folder = bd.size_dir(n)
+    visitors = pd.read_parquet(folder / "visitors.parquet").astype(object)
+    members = pd.read_parquet(folder / "members_visitor.parquet").astype(object)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    links = members.merge(visitors, left_on="id", right_on="visitor_id")
+    matched, profiles = links["id"].nunique(), links["profile_id"].nunique()
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    want = bd.load_meta(n)["visitors"]
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if (matched, profiles) == (want["matched"], want["profiles"]) else "MISMATCH"}
+
+
+def naive_decrypt(n: int, out_dir: Path) -> Result:
+    values = _column(bd.size_dir(n) / "members_email.parquet", "id").to_pylist()
+    decrypt = _ref_decrypt(*_key_iv())
+    start, cpu0 = time.perf_counter(), time.process_time()
+    out = [decrypt(v) for v in values]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    want = bd.load_meta(n)["emails"]["undecryptable"]
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if out.count(None) == want else "MISMATCH"}
+
+
+def _naive_phones(n: int, name: str) -> Result:
+    values = _column(bd.size_dir(n) / f"{name}.parquet", "phone").to_pylist()
+    normalise = _ref_phone("US")
+    start, cpu0 = time.perf_counter(), time.process_time()
+    out = [normalise(v) for v in values]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(out) == n else "MISMATCH"}
+
+
+def naive_phone_mixed(n: int, out_dir: Path) -> Result:
+    return _naive_phones(n, "phones_mixed")
+
+
+def naive_phone_e164(n: int, out_dir: Path) -> Result:
+    return _naive_phones(n, "phones_e164")
+
+
+def naive_sha256(n: int, out_dir: Path) -> Result:
+    values = _column(bd.size_dir(n) / "emails_norm.parquet", "email").to_pylist()
+    start, cpu0 = time.perf_counter(), time.process_time()
+    out = [hashlib.sha256(v.encode("utf-8")).hexdigest() for v in values]
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(out) == n else "MISMATCH"}
+
+
+def naive_read_split(n: int, out_dir: Path) -> Result:
+    path = bd.size_dir(n) / "plain" / f"{bd.VISITOR_ROOT}.sync"
+    start, cpu0 = time.perf_counter(), time.process_time()
+    df = _read_batch([path])
+    pairs = df.assign(sid=df["segments"].str.split(",")).explode("sid")
+    pairs["sid"] = pairs["sid"].str.strip().astype("int64")
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(df) == n else "MISMATCH", "pairs": len(pairs)}
+
+
+def naive_export_visitor(n: int, out_dir: Path) -> Result:
+    import pandas as pd
+
+    visitors = pd.read_parquet(bd.size_dir(n) / "visitors.parquet").astype(object)
+    start, cpu0 = time.perf_counter(), time.process_time()
+    ids = visitors["visitor_id"].drop_duplicates()
+    frame = pd.DataFrame({"id": ids.to_numpy(), "seg": f"d_sid={bd.SID_VISITORS + 1}"})
+    frame.to_csv(out_dir / "naive_export.sync", sep="\t", header=False, index=False)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(ids) == n + n // 2 else "MISMATCH"}
+
+
+def naive_export_aes(n: int, out_dir: Path) -> Result:
+    import pandas as pd
+
+    profiles = pd.read_parquet(bd.size_dir(n) / "profiles.parquet", columns=["profile_id", "email"]).astype(object)
+    encrypt = _ref_encrypt(*_key_iv())
+    start, cpu0 = time.perf_counter(), time.process_time()
+    keys = profiles["email"].dropna().str.strip().str.lower()
+    keys = keys[keys.str.len() > 0].drop_duplicates()
+    ids = keys.map(encrypt)
+    frame = pd.DataFrame({"id": ids.to_numpy(), "seg": f"d_sid={bd.SID_VISITORS + 1}"})
+    frame.to_csv(out_dir / "naive_export.sync", sep="\t", header=False, index=False)
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
+    want = bd.load_meta(n)["profiles_with_email"]
+    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(ids) == want else "MISMATCH"}
+
+
+WORKERS: dict[str, Callable[[int, int, int, str | None], Result]] = {
+    "join": work_join,
+    "decrypt": work_decrypt,
+    "phone_mixed": work_phone_mixed,
+    "phone_e164": work_phone_e164,
+    "sha256": work_sha256,
+    "read_split": work_read_split,
+    "explorer": work_explorer,
+}
+
+NAIVE: dict[str, Callable[[int, Path], Result]] = {
+    "import_visitor": naive_import_visitor,
+    "import_aes": naive_import_aes,
+    "join": naive_join,
+    "decrypt": naive_decrypt,
+    "phone_mixed": naive_phone_mixed,
+    "phone_e164": naive_phone_e164,
+    "sha256": naive_sha256,
+    "read_split": naive_read_split,
+    "export_visitor": naive_export_visitor,
+    "export_aes": naive_export_aes,
+}
