@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from .errors import AudtoolsError
-from .store import transaction
+from .store import sql_string, transaction
 from .workspace import Workspace, as_workspace, utc_text
 
 
@@ -93,10 +93,9 @@ def export_members(
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         fmt = "(FORMAT parquet)" if suffix == ".parquet" else "(HEADER, DELIMITER ',')"
-        path = str(tmp).replace("'", "''")
         con.execute(
             f"COPY (SELECT {column} FROM audience_members WHERE label = $label ORDER BY {column}) "
-            f"TO '{path}' {fmt}",
+            f"TO {sql_string(str(tmp))} {fmt}",
             {"label": label},
         )
         (count,) = con.execute(

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError
+from .errors import ConfigError, RefusedError
 
 CONFIG_NAME = "audtools.toml"
 
@@ -133,6 +133,21 @@ class WorkspaceConfig:
     def path(self) -> Path:
         """The configuration file."""
         return self.root / CONFIG_NAME
+
+    def data_source(self, source_id: str) -> DataSource:
+        """The data source whose ``id`` is ``source_id``.
+
+        Raises:
+            RefusedError: ``unknown_data_source`` when ``audtools.toml`` configures none.
+        """
+        source = self.data_sources.get(source_id)
+        if source is None:
+            known = ", ".join(self.data_sources) or "none"
+            raise RefusedError(
+                f"Unknown data source {source_id!r} (configured: {known}); see audtools.toml.",
+                code="unknown_data_source",
+            )
+        return source
 
     def source_by_dpid(self, dpid: int) -> DataSource | None:
         """The data source whose ``dpid`` is ``dpid``, if any."""

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+from .arrays import as_mask, buffers, from_buffers
 from .errors import AudtoolsError, KeyProblem
 
 __all__ = [
@@ -310,32 +311,6 @@ def _concat(parts: list[pa.Array]) -> pa.StringArray:
     return pa.concat_arrays(parts) if len(parts) > 1 else parts[0]
 
 
-def _buffers(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """The offsets (int64, rebased to 0) and the data bytes of a string or binary array."""
-    n = len(arr)
-    if n == 0:
-        return np.zeros(1, dtype=np.int64), np.zeros(0, dtype=np.uint8)
-    bufs = arr.buffers()
-    large = pa.types.is_large_string(arr.type) or pa.types.is_large_binary(arr.type)
-    width = 8 if large else 4
-    offsets = np.frombuffer(
-        bufs[1], dtype=np.int64 if large else np.int32, count=n + 1, offset=arr.offset * width
-    ).astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8) if bufs[2] is not None else np.zeros(0, np.uint8)
-    data = data[offsets[0] : offsets[-1]]
-    return offsets - offsets[0], data
-
-
-def _string_array(offsets: np.ndarray, data: bytes | np.ndarray) -> pa.Array:
-    """A string array without nulls from int64 offsets (from 0) and data."""
-    n = len(offsets) - 1
-    if offsets[-1] < 2**31:
-        return pa.StringArray.from_buffers(
-            n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
-        )
-    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
-
-
 def _scatter(n: int, where: np.ndarray, values: pa.Array) -> pa.StringArray:
     """An array of length ``n`` holding ``values`` at positions ``where`` and nulls elsewhere."""
     values = values.cast(pa.string())
@@ -412,7 +387,7 @@ def _encrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_words: np.ndarray, encoding: s
     nblocks = nblocks[order]
     pads = _PADDINGS.take(pa.array(nblocks * _BLOCK - lengths[order] - 1))
     padded = pc.binary_join_element_wise(present.take(pa.array(order)), pads, "")
-    _, plain = _buffers(padded)
+    _, plain = buffers(padded)
     plain = plain.view(np.uint64).reshape(-1, 2)
     first_block = np.zeros(len(nblocks), dtype=np.int64)
     np.cumsum(nblocks[:-1], out=first_block[1:])
@@ -430,7 +405,7 @@ def _encrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_words: np.ndarray, encoding: s
         text = binascii.hexlify(_view(cipher_bytes))
         out_offsets = np.zeros(len(nblocks) + 1, dtype=np.int64)
         np.cumsum(nblocks * 2 * _BLOCK, out=out_offsets[1:])
-        encoded = _string_array(out_offsets, text)
+        encoded = from_buffers(out_offsets, text)
     else:
         encoded = _base64_by_blocks(cipher_bytes, nblocks)
     return _scatter(n, where[order], encoded)
@@ -464,7 +439,7 @@ def _base64_by_blocks(data: np.ndarray, nblocks: np.ndarray) -> pa.Array:
         pieces.append(text.reshape(-1))
     offsets = np.zeros(len(nblocks) + 1, dtype=np.int64)
     np.cumsum(out_lengths, out=offsets[1:])
-    return _string_array(offsets, np.concatenate(pieces))
+    return from_buffers(offsets, np.concatenate(pieces))
 
 
 def decrypt(
@@ -496,22 +471,17 @@ def decrypt(
     return _concat([_decrypt_chunk(c, ecb, iv_block, encoding) for c in _chunks(values)])
 
 
-def _mask(arr: pa.Array) -> np.ndarray:
-    """A boolean Arrow result as numpy, null read as False."""
-    return arr.fill_null(False).to_numpy(zero_copy_only=False)
-
-
 def _decode_hex(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Decode the values that are hex of whole blocks (either case).
 
     Returns:
         Their positions, their ciphertexts one after the other, and their lengths.
     """
-    ok = _mask(pc.match_substring_regex(chunk, _HEX_BLOCKS))
+    ok = as_mask(pc.match_substring_regex(chunk, _HEX_BLOCKS))
     where = np.flatnonzero(ok)
     if len(where) == 0:
         return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
-    offsets, text = _buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
+    offsets, text = buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
     cipher = np.frombuffer(binascii.unhexlify(_view(text)), dtype=np.uint8)
     return where, cipher, np.diff(offsets) // 2
 
@@ -526,8 +496,8 @@ def _decode_base64(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     Returns:
         Their positions, their ciphertexts one after the other, and their lengths.
     """
-    pad_chars = _mask(pc.ends_with(chunk, "=")).astype(np.int64)
-    pad_chars += _mask(pc.ends_with(chunk, "=="))
+    pad_chars = as_mask(pc.ends_with(chunk, "=")).astype(np.int64)
+    pad_chars += as_mask(pc.ends_with(chunk, "=="))
     text_len = pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
     text_len = text_len.astype(np.int64)
     cipher_len = 3 * (text_len // 4) - pad_chars
@@ -537,7 +507,7 @@ def _decode_base64(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     # the chunk is checked value by value first.
     decoded = _decode_whole_quads(chunk, ok, pad_chars)
     if decoded is None:
-        ok &= _mask(pc.match_substring_regex(chunk, _BASE64_CANONICAL))
+        ok &= as_mask(pc.match_substring_regex(chunk, _BASE64_CANONICAL))
         decoded = _decode_whole_quads(chunk, ok, pad_chars)
         assert decoded is not None, "values checked by the regex decode"
     where, cipher, canonical = decoded
@@ -561,7 +531,7 @@ def _decode_whole_quads(
     where = np.flatnonzero(ok)
     if len(where) == 0:
         return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=bool)
-    offsets, text = _buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
+    offsets, text = buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
     pads = pad_chars[where]
     ends = offsets[1:]
     # The padding read as 'A' (zero bits): every value is whole quads, so one call decodes

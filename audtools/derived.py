@@ -19,11 +19,9 @@ import pyarrow.compute as pc
 
 from . import ids
 from .config import DataSource, WorkspaceConfig
-from .store import arrow, transaction
+from .store import CHUNK_ROWS, arrow, sql_identifier, transaction
 
 log = logging.getLogger("audtools")
-
-CHUNK_ROWS = 256 * 1024
 
 
 def kind_of(source: DataSource) -> ids.NormaliserKind:
@@ -60,7 +58,9 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
         con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
         con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
         if column in profile_columns(con):
-            values = arrow(con, f"SELECT profile_id, {_ident(column)}::VARCHAR AS v FROM profiles")
+            values = arrow(
+                con, f"SELECT profile_id, {sql_identifier(column)}::VARCHAR AS v FROM profiles"
+            )
             for start in range(0, values.num_rows, CHUNK_ROWS):
                 part = values.slice(start, CHUNK_ROWS)
                 keys = ids.declared_ids(
@@ -91,8 +91,3 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
         con.execute("INSERT INTO derived_state VALUES (?, ?, 0)", [source.id, want])
     log.info("rebuilt the derived IDs of %s", source.id)
     return True
-
-
-def _ident(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'

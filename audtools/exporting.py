@@ -6,38 +6,18 @@ normalised, hashed or encrypted exactly as the import compares them), keeps only
 exported to that shared audience through that data source (the ledger), and writes them to the
 export drop as AAM onboarding files (:mod:`audtools.formats.onboarding`).
 
-Crash safety is a small protocol (DESIGN.md, "Atomic by construction"):
-
-1. record a pending export — run ID, final and temporary names, what to commit — in
-   ``pending_exports``; commit;
-2. write every part (and the transition CSVs) under a temporary name, fsync, and record the
-   parts' sizes in the pending record (state ``written``);
-3. rename every part to its final name (a hard link then an unlink, so no file is ever replaced),
-   then the transition CSVs;
-4. commit the ledger, the new shared audience and the run in one transaction, which also marks the
-   pending record ``committed``; write ``result.json``; delete the pending record.
-
-The new IDs are not staged in the database: when an export is rolled forward, its ledger rows are
-read back from its parts, which are exactly what was shared (their sizes are checked against the
-record). This halves what a big export writes to the database (10 M IDs: one ledger insert instead
-of a staging insert plus a copy), and needs no table outside the migrations.
-
-:func:`settle_pending_exports`, registered in :data:`audtools.store.STARTUP_HOOKS` when this module
-is imported, runs first in every session: a pending export whose parts all reached their final
-names is rolled forward; any other is rolled back (its temporary files and any part already renamed
-are deleted, and a failed ``result.json`` says so). Tests replace :func:`_crash_point` to stop the
-protocol between any two steps.
+Writing is crash safe: :mod:`audtools.pending` records a pending export, writes and renames its
+files, then commits (DESIGN.md, "Atomic by construction"); :func:`settle_pending_exports`, which
+completes or undoes an export a crash interrupted, runs first in every session. Tests replace
+:func:`_crash_point` to stop the protocol between any two steps.
 """
 
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import html
-import json
 import logging
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,15 +28,16 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from . import derived, store
+from . import derived, pending
 from .auth import check_operator
 from .config import DataSource
 from .errors import AudtoolsError, RefusedError
 from .formats import onboarding
 from .formats.catalog import SharedAudience
-from .progress import bar
-from .runs import now_utc, run_log, sync_window, write_result
+from .pending import settle_pending_exports
+from .runs import now_utc, run_log, sync_window
 from .sharing import catalog_entries, find_shared_audience
+from .store import CHUNK_ROWS, arrow
 from .targeting import Targeting, validate_condition
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
 
@@ -64,12 +45,11 @@ __all__ = ["ExportResult", "export_audience", "save_audience", "settle_pending_e
 
 log = logging.getLogger("audtools")
 
-CHUNK_ROWS = 256 * 1024
-_RECORD_VERSION = 1
-
 
 def _crash_point(name: str) -> None:
     """Nothing: tests replace it to stop an export between two steps of the protocol.
+
+    :mod:`audtools.pending` looks it up here at each step, so replacing it here is enough.
 
     Names, in order: ``after_pending``, ``after_write_part_N``, ``after_write_transitions``,
     ``after_written``, ``after_link_part_N``, ``after_rename_part_N``, ``after_renames``,
@@ -226,13 +206,7 @@ def _refusals(
             "Give either a condition or a targeting, not both.", code="bad_arguments"
         )
     check_operator(cfg, operator)
-    source = cfg.data_sources.get(data_source)
-    if source is None:
-        known = ", ".join(cfg.data_sources) or "none"
-        raise RefusedError(
-            f"Unknown data source {data_source!r} (configured: {known}); see audtools.toml.",
-            code="unknown_data_source",
-        )
+    source = cfg.data_source(data_source)
     entries = catalog_entries(ws, con)
     if shared_audience is not None:
         shared = find_shared_audience(ws, con, shared_audience)
@@ -354,7 +328,7 @@ def _prepare(
         "SELECT (SELECT count(*) FROM _x_targeted), (SELECT count(DISTINCT profile_id) FROM _x_pairs), "
         "(SELECT count(*) FROM _x_ids)"
     ).fetchall()[0]
-    new_ids = _arrow(con, "SELECT id FROM _x_new")
+    new_ids = arrow(con, "SELECT id FROM _x_new")
     lengths = pc.binary_length(new_ids["id"]).to_numpy() if new_ids.num_rows else np.zeros(0)
     parts = onboarding.plan_parts(lengths, sid, max_file_bytes)
     return _Prepared(
@@ -375,23 +349,13 @@ def _drop_temporaries(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"DROP TABLE IF EXISTS {table}")
 
 
-def _arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> pa.Table:
-    """A query's result as an Arrow table, without the extra copy of a DB-API result."""
-    complete = getattr(con, "complete", None)
-    if complete is not None:  # DuckDB 2: finish a result left half-read by an earlier execute()
-        complete()
-    rel = con.sql(sql, params=params or None)
-    fetch = getattr(rel, "to_arrow_table", None) or rel.fetch_arrow_table
-    return fetch()
-
-
 def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> None:
     """``_x_pairs`` from the cached normalised plaintexts, encrypted with the key read now."""
     from . import crypto
 
     source = plan.source
     assert plan.key is not None and source.iv is not None
-    plain = _arrow(con, keys, [source.id])
+    plain = arrow(con, keys, [source.id])
     con.execute("CREATE TEMP TABLE _x_pairs (profile_id VARCHAR, id VARCHAR)")
     for start in range(0, plain.num_rows, CHUNK_ROWS):
         part = plain.slice(start, CHUNK_ROWS)
@@ -403,7 +367,7 @@ def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> No
 
 def _transition_tables(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, pa.Table]:
     """Both transitions as Arrow tables (``profile_id, id`` and ``profile_id``)."""
-    return _arrow(con, _OUTBOUND_SQL), _arrow(con, _COMPLEMENT_SQL)
+    return arrow(con, _OUTBOUND_SQL), arrow(con, _COMPLEMENT_SQL)
 
 
 _COMPLEMENT_SQL = (
@@ -517,15 +481,27 @@ def export_audience(
                 result.finished_at = utc_text(now_utc())
                 return result
             transitions = [
-                (kind, Path(path).resolve())
-                for kind, path in (
-                    ("outbound", outbound_transition),
-                    ("complement", complement_transition),
+                (kind, Path(path).resolve(), sql)
+                for kind, path, sql in (
+                    ("outbound", outbound_transition, _OUTBOUND_SQL),
+                    ("complement", complement_transition, _COMPLEMENT_SQL),
                 )
                 if path is not None
             ]
             with run_log(ws, run_id):
-                _protocol(ws, con, plan, prep, result, run_id, started, gzip, transitions, progress)
+                pending.write_export(
+                    ws,
+                    con,
+                    result,
+                    run_id=run_id,
+                    started=started,
+                    source=plan.source,
+                    parts=prep.parts,
+                    new_ids=prep.new_ids,
+                    transitions=transitions,
+                    gzip=gzip,
+                    progress=progress,
+                )
         finally:
             _drop_temporaries(con)
     log.info(
@@ -542,371 +518,3 @@ def export_audience(
 save_audience = export_audience
 """Campaign's name for :func:`export_audience` (the *Save audience* activity, shared in the
 Experience Cloud)."""
-
-
-def _protocol(
-    ws: Workspace,
-    con: duckdb.DuckDBPyConnection,
-    plan: _Plan,
-    prep: _Prepared,
-    result: ExportResult,
-    run_id: str,
-    started: dt.datetime,
-    gzip: bool,
-    transitions: list[tuple[str, Path]],
-    progress: bool | None,
-) -> None:
-    """Steps 1 to 4 of the module docstring; ``result`` gets its files and finish time."""
-    source, shared = plan.source, plan.shared
-    drop = ws.config.export_drop
-    drop.mkdir(parents=True, exist_ok=True)
-    names: list[str] = []
-    if prep.parts:
-        stamp = onboarding.free_timestamp(
-            drop, source.dpid, int(started.timestamp()), len(prep.parts), gzip=gzip
-        )
-        names = onboarding.part_names(source.dpid, stamp, len(prep.parts), gzip=gzip)
-    result.files = list(names)
-    record: dict[str, Any] = {
-        "version": _RECORD_VERSION,
-        "run_id": run_id,
-        "state": "planned",
-        "drop": str(drop),
-        "parts": [
-            {"final": name, "temp": onboarding.temp_name(run_id, i), "rows": p.rows, "size": None}
-            for i, (name, p) in enumerate(zip(names, prep.parts, strict=True), 1)
-        ],
-        "transitions": [
-            {
-                "kind": kind,
-                "final": str(path),
-                "temp": str(path.with_name(f".audtools-{run_id}-{path.name}.tmp")),
-            }
-            for kind, path in transitions
-        ],
-        "ledger": {"sid": shared.sid, "data_source": source.id, "rows": prep.ids_exported},
-        "shared_audience": {"sid": shared.sid, "name": shared.name, "created": plan.created},
-        "started_at": utc_text(started),
-        "result": result.to_json(),
-    }
-    # Step 1: the pending export, committed before any file is written.
-    with store.transaction(con):
-        _save_record(con, record, insert=True)
-    _crash_point("after_pending")
-    renamed: list[Path] = []
-    committed = False
-    try:
-        # Step 2: every part and transition under its temporary name, then their sizes recorded.
-        total = sum(p.nbytes for p in prep.parts)
-        with bar(total, "writing onboarding files", progress) as pbar:
-            sizes = onboarding.write_parts(
-                (b.column(0) for b in prep.new_ids.to_batches(max_chunksize=CHUNK_ROWS)),
-                shared.sid,
-                prep.parts,
-                [drop / p["temp"] for p in record["parts"]],
-                gzip=gzip,
-                after_part=lambda i: _crash_point(f"after_write_part_{i}"),
-                progress=pbar.update,
-            )
-        for part, size in zip(record["parts"], sizes, strict=True):
-            part["size"] = size
-        for item in record["transitions"]:
-            _write_transition(con, item["kind"], Path(item["temp"]))
-        _crash_point("after_write_transitions")
-        record["state"] = "written"
-        _save_record(con, record)
-        _crash_point("after_written")
-        # Step 3: renames, parts first, then transitions.
-        for i, part in enumerate(record["parts"], 1):
-            _publish(drop / part["temp"], drop / part["final"], i)
-            renamed.append(drop / part["final"])
-            _crash_point(f"after_rename_part_{i}")
-        onboarding.fsync_dir(drop)
-        for item in record["transitions"]:
-            os.replace(item["temp"], item["final"])
-            renamed.append(Path(item["final"]))
-            onboarding.fsync_dir(Path(item["final"]).parent)
-        _crash_point("after_renames")
-        # Step 4: ledger, shared audience and run in one transaction.
-        _commit(con, record, now_utc(), prep.new_ids)
-        committed = True
-    except Exception as exc:
-        if not committed:
-            _roll_back(ws, con, record, also_delete=renamed, error=exc)
-        raise
-    _crash_point("after_commit")
-    _finish(ws, con, record)
-    result.finished_at = record["result"]["finished_at"]
-
-
-def _save_record(
-    con: duckdb.DuckDBPyConnection, record: dict[str, Any], *, insert: bool = False
-) -> None:
-    text = json.dumps(record, ensure_ascii=False)
-    if insert:
-        con.execute(
-            "INSERT INTO pending_exports VALUES (?, ?, ?)",
-            [record["run_id"], text, now_utc().replace(tzinfo=None)],
-        )
-    else:
-        con.execute(
-            "UPDATE pending_exports SET record = ? WHERE run_id = ?", [text, record["run_id"]]
-        )
-
-
-def _write_transition(con: duckdb.DuckDBPyConnection, kind: str, temp: Path) -> None:
-    """A transition CSV under its temporary name, fsynced."""
-    temp.parent.mkdir(parents=True, exist_ok=True)
-    sql = _OUTBOUND_SQL if kind == "outbound" else _COMPLEMENT_SQL
-    target = str(temp).replace("'", "''")
-    con.execute(f"COPY ({sql}) TO '{target}' (FORMAT CSV, HEADER, DELIMITER ',')")
-    with open(temp, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _publish(temp: Path, final: Path, index: int) -> None:
-    """Give a part its final name without ever replacing a file."""
-    try:
-        os.link(temp, final)
-    except FileExistsError:
-        raise AudtoolsError(
-            f"{final.name} appeared in the export drop while the export was writing; nothing was "
-            "shared. Run the export again.",
-            code="name_taken",
-        ) from None
-    except OSError:
-        # A file system without hard links: check, then rename (the lock keeps audtools out).
-        if final.exists():
-            raise AudtoolsError(
-                f"{final.name} appeared in the export drop while the export was writing; nothing "
-                "was shared. Run the export again.",
-                code="name_taken",
-            ) from None
-        os.rename(temp, final)
-        return
-    _crash_point(f"after_link_part_{index}")
-    os.unlink(temp)
-
-
-def _commit(
-    con: duckdb.DuckDBPyConnection,
-    record: dict[str, Any],
-    finished: dt.datetime,
-    new_ids: pa.Table | None = None,
-) -> None:
-    """Step 4: the ledger, the new shared audience and the run, and the record marked committed.
-
-    The ledger gets ``new_ids``, or, when an interrupted export is rolled forward, the IDs read
-    back from its parts.
-    """
-    run_id = record["run_id"]
-    shared = record["shared_audience"]
-    started = dt.datetime.strptime(record["started_at"], "%Y-%m-%dT%H:%M:%SZ")
-    payload = {
-        **record["result"],
-        "kind": "export",
-        "status": "succeeded",
-        "started_at": record["started_at"],
-        "finished_at": utc_text(finished),
-    }
-    with store.transaction(con):
-        ledger = record["ledger"]
-        blocks = [new_ids] if new_ids is not None else _ids_from_parts(record)
-        for block in blocks:
-            table = block if isinstance(block, pa.Table) else pa.table({"id": block})
-            con.register("_x_ledger", table)
-            con.execute(
-                "INSERT INTO export_ledger SELECT ?, ?, id, ? FROM _x_ledger",
-                [ledger["sid"], ledger["data_source"], run_id],
-            )
-            con.unregister("_x_ledger")
-        if shared["created"]:
-            con.execute(
-                "INSERT INTO shared_audiences VALUES (?, ?, ?, ?)",
-                [shared["sid"], shared["name"], started, run_id],
-            )
-        con.execute(
-            "INSERT INTO runs VALUES (?, 'export', 'succeeded', ?, ?, ?)",
-            [
-                run_id,
-                started,
-                finished.replace(tzinfo=None),
-                json.dumps(payload, ensure_ascii=False),
-            ],
-        )
-        record["state"] = "committed"
-        record["result"] = payload
-        _save_record(con, record)
-
-
-def _ids_from_parts(record: dict[str, Any]) -> Iterator[pa.Array]:
-    """The IDs of an export's parts, read back from their final names."""
-    drop = Path(record["drop"])
-    for part in record["parts"]:
-        yield from onboarding.read_ids(drop / part["final"], record["ledger"]["sid"])
-
-
-def _finish(ws: Workspace, con: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
-    """After the commit: ``result.json``, then the pending record goes."""
-    write_result(ws, record["run_id"], record["result"])
-    _crash_point("after_result")
-    con.execute("DELETE FROM pending_exports WHERE run_id = ?", [record["run_id"]])
-
-
-def _roll_back(
-    ws: Workspace,
-    con: duckdb.DuckDBPyConnection,
-    record: dict[str, Any],
-    *,
-    also_delete: Iterable[Path] = (),
-    error: BaseException | None = None,
-) -> None:
-    """Remove every file of an export that will not be committed, then its pending record."""
-    run_id = record["run_id"]
-    drop = Path(record.get("drop") or ws.config.export_drop)
-    for part in record.get("parts", []):
-        temp, final = drop / part["temp"], drop / part["final"]
-        if temp.exists():
-            if final.exists() and _same_file(temp, final):
-                final.unlink()
-            temp.unlink()
-        elif (
-            final.exists() and part.get("size") is not None and final.stat().st_size == part["size"]
-        ):
-            # Renamed by this export: sizes are recorded before any rename.
-            final.unlink()
-    for item in record.get("transitions", []):
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(item["temp"])
-    for path in also_delete:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-    with contextlib.suppress(FileNotFoundError):
-        for leftover in drop.glob(f".audtools-{run_id}-*"):
-            leftover.unlink()
-    onboarding.fsync_dir(drop)
-    con.execute("DELETE FROM pending_exports WHERE run_id = ?", [run_id])
-    if isinstance(error, AudtoolsError):
-        code, message = error.code, error.message
-    elif error is not None:
-        code, message = "internal", f"{type(error).__name__}: {error}"
-    else:
-        code = "interrupted"
-        message = (
-            "The export was interrupted before all its files were in place; its files were "
-            "removed and nothing was shared. Run it again."
-        )
-    log.error("export %s rolled back: %s", run_id, message)
-    failed = {
-        **record.get("result", {}),
-        "files": [],
-        "kind": "export",
-        "status": "failed",
-        "error": {"code": code, "message": message},
-        "started_at": record.get("started_at"),
-        "finished_at": utc_text(now_utc()),
-    }
-    with contextlib.suppress(OSError):
-        write_result(ws, run_id, failed)
-
-
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return False
-
-
-# -- settling interrupted exports ---------------------------------------------------------------
-
-
-def _parts_final(record: dict[str, Any]) -> bool:
-    """Whether every part of a written export reached its final name."""
-    drop = Path(record["drop"])
-    for part in record["parts"]:
-        final = drop / part["final"]
-        try:
-            if final.stat().st_size != part["size"]:
-                return False
-        except FileNotFoundError:
-            return False
-    return True
-
-
-def settle_pending_exports(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
-    """Complete or undo every export a crash interrupted (a startup hook of every session).
-
-    An export whose parts all reached their final names is rolled forward: leftover temporary
-    names are removed, transitions renamed, the ledger, shared audience and run committed and
-    ``result.json`` written. Any other is rolled back: its temporary files and the parts already
-    renamed are deleted, its record dropped, and ``result.json`` says it failed
-    (``interrupted``).
-    """
-    rows = con.execute(
-        "SELECT run_id, record FROM pending_exports ORDER BY created_at, run_id"
-    ).fetchall()
-    for run_id, text in rows:
-        try:
-            record = json.loads(text)
-        except (TypeError, ValueError):
-            record = {"run_id": run_id, "parts": [], "transitions": []}
-        state = record.get("state")
-        if state == "committed":
-            log.warning("completing export %s (committed before an interruption)", run_id)
-            _finish(ws, con, record)
-        elif state == "written" and _parts_final(record):
-            log.warning("rolling forward export %s: all its files are in place", run_id)
-            try:
-                _roll_forward(con, record)
-            except Exception as exc:  # noqa: BLE001 - a part that cannot be read back: undo instead
-                log.error("export %s cannot be rolled forward (%s); rolling it back", run_id, exc)
-                _settle_back(ws, con, record, exc)
-            else:
-                _finish(ws, con, record)
-        else:
-            log.warning(
-                "rolling back export %s: interrupted before its files were in place", run_id
-            )
-            _settle_back(ws, con, record, None)
-
-
-def _roll_forward(con: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
-    drop = Path(record["drop"])
-    for part in record["parts"]:
-        temp = drop / part["temp"]
-        if temp.exists():
-            temp.unlink()
-    for item in record["transitions"]:
-        if os.path.exists(item["temp"]):
-            os.replace(item["temp"], item["final"])
-    onboarding.fsync_dir(drop)
-    _commit(con, record, now_utc())
-
-
-def _settle_back(
-    ws: Workspace, con: duckdb.DuckDBPyConnection, record: dict[str, Any], error: Exception | None
-) -> None:
-    try:
-        _roll_back(ws, con, record, error=error)
-    except OSError as exc:
-        raise AudtoolsError(
-            f"The interrupted export {record.get('run_id')} cannot be undone ({exc}); fix the "
-            "export drop's permissions and run any audtools command again.",
-            code="unsettled_export",
-        ) from None
-
-
-def _register() -> None:
-    """Put :func:`settle_pending_exports` in the startup hooks once (replacing a reloaded one)."""
-    store.STARTUP_HOOKS[:] = [
-        h
-        for h in store.STARTUP_HOOKS
-        if not (
-            getattr(h, "__module__", None) == __name__
-            and getattr(h, "__name__", None) == "settle_pending_exports"
-        )
-    ]
-    store.STARTUP_HOOKS.insert(0, settle_pending_exports)
-
-
-_register()

@@ -31,12 +31,11 @@ from .formats.catalog import SharedAudience
 from .progress import bar
 from .runs import now_utc, run_log, sync_window, write_result
 from .sharing import find_shared_audience
-from .store import arrow
+from .store import CHUNK_ROWS, arrow, sql_string
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
 
 log = logging.getLogger("audtools")
 
-CHUNK_ROWS = 256 * 1024
 AudienceType = str  # "experience_cloud" or "file"
 
 
@@ -191,13 +190,7 @@ def _refusals(
     """Check every refusal of SPEC §5.1; nothing has been written yet."""
     cfg = ws.config
     check_operator(cfg, operator)
-    source = cfg.data_sources.get(data_source)
-    if source is None:
-        known = ", ".join(cfg.data_sources) or "none"
-        raise RefusedError(
-            f"Unknown data source {data_source!r} (configured: {known}); see audtools.toml.",
-            code="unknown_data_source",
-        )
+    source = cfg.data_source(data_source)
     shared = find_shared_audience(ws, con, shared_audience)
     if shared.type != "segment":
         raise RefusedError(
@@ -520,11 +513,7 @@ def _write_rejects(con: duckdb.DuckDBPyConnection, rejects: pa.Table, path: Path
     con.register("_rejects", rejects.select(["file", "line", "reason"]))
     con.execute(
         f"COPY (SELECT file, line, reason FROM _rejects ORDER BY file, line) "
-        f"TO '{_sql_path(tmp)}' (HEADER, DELIMITER ',')"
+        f"TO {sql_string(str(tmp))} (HEADER, DELIMITER ',')"
     )
     con.unregister("_rejects")
     os.replace(tmp, path)
-
-
-def _sql_path(path: Path) -> str:
-    return str(path).replace("'", "''")

@@ -69,6 +69,9 @@ MIGRATIONS: list[str] = [
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+CHUNK_ROWS = 256 * 1024
+"""Rows moved at once between DuckDB and Python code (Arrow slices and batches)."""
+
 _DUCKDB_CONFIG = {
     # Nothing may be fetched at run time.
     "autoinstall_known_extensions": False,
@@ -238,7 +241,8 @@ class WorkspaceLock:
 
 
 # Functions run, in order, right after the database is opened and migrated, before the command
-# does anything else: the export module registers the settling of interrupted exports here.
+# does anything else: audtools.pending (imported with audtools.exporting) registers the settling
+# of interrupted exports here.
 STARTUP_HOOKS: list[Callable[..., None]] = []
 
 
@@ -262,3 +266,23 @@ def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConne
         con.execute("ROLLBACK")
         raise
     con.execute("COMMIT")
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier, for a column named by a user's file.
+
+    Example:
+        >>> sql_identifier("signup date")
+        '"signup date"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string literal, e.g. a file path for ``COPY`` or ``read_csv``.
+
+    Example:
+        >>> sql_string("/tmp/it's.csv")
+        "'/tmp/it''s.csv'"
+    """
+    return "'" + text.replace("'", "''") + "'"

@@ -1,1 +1,5 @@
-"""Readers of the files audtools exchanges with Audience Manager (see SPEC section 4)."""
+"""The files audtools reads and writes.
+
+Audience Manager's (SPEC section 4): the catalog, outbound batches and their ``.info`` manifests,
+onboarding files; and the profile files it loads, CSV or Parquet (section 7).
+"""
