@@ -336,7 +336,7 @@ def _import(
             applied.batches_waiting,
         )
         _member_keys(con, cfg.default_region, plan, shared.sid)
-        counts = _reconcile(con, plan, outcomes=keep_members)
+        counts = _reconcile(con, plan, outcomes=keep_members, store=not dry_run)
         outcomes = None
         if keep_members:
             outcomes = arrow(con, "SELECT id, outcome FROM _outcomes ORDER BY id")
@@ -431,12 +431,13 @@ def _member_keys(
 
 
 def _reconcile(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, *, outcomes: bool = False
+    con: duckdb.DuckDBPyConnection, plan: _Plan, *, outcomes: bool = False, store: bool = True
 ) -> dict[str, int]:
     """Join the members (``_mkeys``) with the profiles and count.
 
-    Fills ``_audience(profile_id, address)``, what the audience will hold, and, with
-    ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`.
+    With ``store``, fills ``_audience(profile_id, address)``, what the audience will hold; with
+    ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`. Without
+    either (a dry run's counts), one aggregate over the join does it all.
 
     Returns:
         ``members``, ``undecryptable``, ``matched``, ``profiles`` and ``addresses``.
@@ -445,43 +446,49 @@ def _reconcile(
     for table in ("_links", "_outcomes", "_audience"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     if source.reconciliation == "visitor_id":
-        con.execute(
-            "CREATE TEMP TABLE _links AS SELECT m.id, v.profile_id FROM _mkeys m "
-            "JOIN visitors v ON v.visitor_id = m.k"
-        )
+        join, params = "JOIN visitors p ON p.visitor_id = m.k", []
     else:
-        con.execute(
-            "CREATE TEMP TABLE _links AS SELECT m.id, d.profile_id FROM _mkeys m "
-            "JOIN derived_ids d ON d.declared_id = m.k AND d.data_source = ?",
-            [source.id],
-        )
+        join, params = "JOIN derived_ids p ON p.declared_id = m.k AND p.data_source = ?", [source.id]
     members, undecryptable = con.execute(
         "SELECT count(*), count(*) FILTER (k IS NULL) FROM _mkeys"
     ).fetchall()[0]
-    (matched,) = con.execute("SELECT count(DISTINCT id) FROM _links").fetchall()[0]
     if plan.file_audience:
-        con.execute(
-            "CREATE TEMP TABLE _audience AS SELECT DISTINCT NULL::VARCHAR AS profile_id, "
-            "k AS address FROM _mkeys WHERE k IS NOT NULL"
-        )
+        (size,) = con.execute(
+            "SELECT count(DISTINCT k) FROM _mkeys WHERE k IS NOT NULL"
+        ).fetchall()[0]
+    if not store and not outcomes:
+        matched, profiles = con.execute(
+            f"SELECT count(DISTINCT m.id), count(DISTINCT p.profile_id) FROM _mkeys m {join}",
+            params,
+        ).fetchall()[0]
+        if not plan.file_audience:
+            size = profiles
     else:
-        con.execute(
-            "CREATE TEMP TABLE _audience AS SELECT DISTINCT profile_id, NULL::VARCHAR AS address "
-            "FROM _links"
-        )
-    if outcomes:
-        con.execute(
-            """
-            CREATE TEMP TABLE _outcomes AS
-            SELECT m.id,
-                   CASE WHEN m.k IS NULL THEN 'undecryptable'
-                        WHEN l.id IS NOT NULL THEN 'matched'
-                        ELSE 'no_profile' END AS outcome
-            FROM _mkeys m LEFT JOIN (SELECT DISTINCT id FROM _links) l ON l.id = m.id
-            """
-        )
-    (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
-    con.execute("DROP TABLE _links")
+        con.execute(f"CREATE TEMP TABLE _links AS SELECT m.id, p.profile_id FROM _mkeys m {join}", params)
+        (matched,) = con.execute("SELECT count(DISTINCT id) FROM _links").fetchall()[0]
+        if plan.file_audience:
+            con.execute(
+                "CREATE TEMP TABLE _audience AS SELECT DISTINCT NULL::VARCHAR AS profile_id, "
+                "k AS address FROM _mkeys WHERE k IS NOT NULL"
+            )
+        else:
+            con.execute(
+                "CREATE TEMP TABLE _audience AS SELECT DISTINCT profile_id, "
+                "NULL::VARCHAR AS address FROM _links"
+            )
+            (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
+        if outcomes:
+            con.execute(
+                """
+                CREATE TEMP TABLE _outcomes AS
+                SELECT m.id,
+                       CASE WHEN m.k IS NULL THEN 'undecryptable'
+                            WHEN l.id IS NOT NULL THEN 'matched'
+                            ELSE 'no_profile' END AS outcome
+                FROM _mkeys m LEFT JOIN (SELECT DISTINCT id FROM _links) l ON l.id = m.id
+                """
+            )
+        con.execute("DROP TABLE _links")
     return {
         "members": int(members),
         "undecryptable": int(undecryptable),
