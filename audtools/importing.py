@@ -16,10 +16,9 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -33,6 +32,9 @@ from .runs import now_utc, run_log, sync_window, write_result
 from .sharing import find_shared_audience
 from .store import CHUNK_ROWS, arrow, sql_string
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("audtools")
 
@@ -137,6 +139,8 @@ class ImportResult:
             stages.append(("addresses", self.addresses))
         else:
             stages.append(("profiles", self.profiles))
+        import pandas as pd  # imported here: the CLI never builds a DataFrame
+
         frame = pd.DataFrame(stages, columns=["stage", "count"])
         frame["share"] = [
             (count / self.members if self.members else 0.0) if i >= 2 else float("nan")
@@ -148,11 +152,15 @@ class ImportResult:
     def member_outcomes(self) -> pd.DataFrame:
         """One row per member: ``id`` and ``outcome`` (``matched``, ``no_profile`` or
         ``undecryptable``). Empty when the import was run with ``keep_members=False``."""
+        import pandas as pd
+
         if self.outcomes is None:
             return pd.DataFrame({"id": pd.Series(dtype=str), "outcome": pd.Series(dtype=str)})
         return self.outcomes.to_pandas()
 
     def _repr_html_(self) -> str:
+        import pandas as pd
+
         kind = "File" if self.audience_type == "file" else "Experience Cloud"
         rows = "".join(
             f"<tr><td>{html.escape(str(s))}</td><td style='text-align:right'>{c:,}</td>"

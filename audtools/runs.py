@@ -16,11 +16,12 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from .workspace import Workspace, as_workspace, utc_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger("audtools")
 
@@ -101,6 +102,8 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
 
 def runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
     """The run history as a DataFrame, newest first: one row per run, one column per key."""
+    import pandas as pd  # imported here: commands that never build a DataFrame start faster
+
     return pd.DataFrame(load_runs(workspace))
 
 

@@ -75,6 +75,8 @@ class Workspace:
             WorkspaceBusy: when another process holds the workspace past ``lock_timeout``.
             WorkspaceError: when a newer audtools migrated the database.
         """
+        from . import pending  # noqa: F401 - registers the settling of interrupted exports
+
         with self.lock(run_id, purpose):
             con = store.connect(self.config.database)
             try:

@@ -127,3 +127,18 @@ def test_bad_config_lists_every_problem_on_one_line(runner: CliRunner, tmp_path:
     assert error["code"] == "bad_config"
     assert "colour" in error["message"] and "md5" in error["message"]
     assert result.stderr.count("\n") == 1
+
+
+def test_the_cli_and_the_package_start_without_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, audtools, audtools.cli; assert 'pandas' not in sys.modules, 'pandas loaded'"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+def test_the_front_door_lists_what_it_loads() -> None:
+    import audtools
+
+    for name in audtools.__all__:
+        assert getattr(audtools, name) is not None
