@@ -35,7 +35,7 @@ from .errors import AudtoolsError, RefusedError
 from .formats import onboarding
 from .formats.catalog import SharedAudience
 from .pending import settle_pending_exports
-from .runs import now_utc, run_log, sync_window
+from .runs import now_utc, run_log, sync_window, write_result
 from .sharing import catalog_entries, find_shared_audience
 from .store import CHUNK_ROWS, arrow
 from .targeting import Targeting, validate_condition
@@ -488,20 +488,27 @@ def export_audience(
                 )
                 if path is not None
             ]
-            with run_log(ws, run_id):
-                pending.write_export(
-                    ws,
-                    con,
-                    result,
-                    run_id=run_id,
-                    started=started,
-                    source=plan.source,
-                    parts=prep.parts,
-                    new_ids=prep.new_ids,
-                    transitions=transitions,
-                    gzip=gzip,
-                    progress=progress,
-                )
+            try:
+                with run_log(ws, run_id):
+                    pending.write_export(
+                        ws,
+                        con,
+                        result,
+                        run_id=run_id,
+                        started=started,
+                        source=plan.source,
+                        parts=prep.parts,
+                        new_ids=prep.new_ids,
+                        transitions=transitions,
+                        gzip=gzip,
+                        progress=progress,
+                    )
+            except Exception as exc:
+                # A failure before the protocol could record its own outcome still leaves a
+                # failed run, never a run folder without result.json.
+                if not (ws.run_dir(run_id) / "result.json").exists():
+                    _record_failure(ws, run_id, started, plan, exc)
+                raise
         finally:
             _drop_temporaries(con)
     log.info(
@@ -513,6 +520,29 @@ def export_audience(
         result.ids_already_shared,
     )
     return result
+
+
+def _record_failure(ws: Workspace, run_id: str, started: Any, plan: Any, exc: Exception) -> None:
+    code = exc.code if isinstance(exc, AudtoolsError) else "internal"
+    message = exc.message if isinstance(exc, AudtoolsError) else f"{type(exc).__name__}: {exc}"
+    write_result(
+        ws,
+        run_id,
+        {
+            "run_id": run_id,
+            "kind": "export",
+            "status": "failed",
+            "error": {"code": code, "message": message},
+            "shared_audience": {
+                "sid": plan.shared.sid,
+                "name": plan.shared.name,
+                "created": plan.created,
+            },
+            "data_source": plan.source.id,
+            "started_at": utc_text(started),
+            "finished_at": utc_text(now_utc()),
+        },
+    )
 
 
 save_audience = export_audience

@@ -48,10 +48,18 @@ class MatchRateLow(AudtoolsError):
 
     def __init__(self, result: ImportResult, minimum: float) -> None:
         self.result = result
-        super().__init__(
-            f"The match rate of run {result.run_id} is {result.match_rate:.4f}, below the "
-            f"minimum {minimum:g}; the audience was stored. Look at the unmatched reasons.",
-        )
+        if result.dry_run:
+            message = (
+                f"The dry run's match rate is {result.match_rate:.4f}, below the minimum "
+                f"{minimum:g}; nothing was written. Look at the unmatched reasons."
+            )
+        else:
+            message = (
+                f"The match rate of run {result.run_id} is {result.match_rate:.4f}, below the "
+                f"minimum {minimum:g}; the run and the audience were recorded. Look at the "
+                "unmatched reasons."
+            )
+        super().__init__(message)
 
 
 @dataclass
@@ -294,7 +302,7 @@ def _record_failure(
 ) -> None:
     code = exc.code if isinstance(exc, AudtoolsError) else "internal"
     message = exc.message if isinstance(exc, AudtoolsError) else f"{type(exc).__name__}: {exc}"
-    log.error("import failed: %s", message)
+    log.info("import failed: %s", message)  # the CLI prints the error itself, once
     write_result(
         ws,
         run_id,

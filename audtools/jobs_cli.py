@@ -90,8 +90,11 @@ def runs_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> None
     from .history import runs_frame
     from .report import counts_text
     from .runs import load_runs
+    from .workspace import as_workspace
 
-    records = load_runs(workspace)
+    ws = as_workspace(workspace)
+    ws.settle_if_free()
+    records = load_runs(ws)
 
     def text() -> str:
         frame = runs_frame(records)
@@ -122,6 +125,7 @@ def report_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> No
     from .workspace import as_workspace
 
     ws = as_workspace(workspace)
+    ws.settle_if_free()
     path = write_index(ws)
     count = len(load_runs(ws))
     relative = path.relative_to(ws.root).as_posix()

@@ -339,7 +339,7 @@ def _roll_back(
             "The export was interrupted before all its files were in place; its files were "
             "removed and nothing was shared. Run it again."
         )
-    log.error("export %s rolled back: %s", run_id, message)
+    log.info("export %s rolled back: %s", run_id, message)  # the CLI prints the error once
     failed = {
         **record.get("result", {}),
         "files": [],

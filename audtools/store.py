@@ -95,6 +95,17 @@ def schema_info(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
     return int(rows.get("schema_version", "0")), rows.get("audtools_version")
 
 
+def _version_key(version: str | None) -> tuple[int, ...]:
+    """``"1.10.2"`` → ``(1, 10, 2)``, for comparing releases (unknown parts count as 0)."""
+    if not version:
+        return ()
+    out = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
 def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
     """Bring the database at ``path`` (open as ``con``) to :data:`SCHEMA_VERSION`.
 
@@ -107,7 +118,7 @@ def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnec
         WorkspaceError: ``workspace_too_new`` when a newer audtools migrated the database.
     """
     version, by = schema_info(con)
-    if version > SCHEMA_VERSION:
+    if version > SCHEMA_VERSION or _version_key(by) > _version_key(__version__):
         con.close()
         raise WorkspaceError(
             f"The workspace database was migrated by audtools {by} (schema {version}); this is "

@@ -88,6 +88,26 @@ class Workspace:
                 con.close()
 
 
+    def settle_if_free(self) -> bool:
+        """Settle interrupted work (a crashed export) unless another process holds the workspace.
+
+        Read-only commands (``audtools runs``, ``audtools report``) call this: they never wait
+        for a running job, but when the workspace is free they open it, like every command,
+        so an interrupted export is completed or removed first.
+
+        Returns:
+            True when the workspace was free (and is now settled), False when it is busy.
+        """
+        from .errors import WorkspaceBusy
+
+        try:
+            with store.WorkspaceLock(self.root, 0, None, "settle"), self.session(purpose="settle"):
+                pass
+        except WorkspaceBusy:
+            return False
+        return True
+
+
 def as_workspace(workspace: str | os.PathLike[str] | Workspace | None) -> Workspace:
     """A :class:`Workspace` from a path (or a workspace, returned as is)."""
     if isinstance(workspace, Workspace):

@@ -673,6 +673,47 @@ def test_a_killed_process_is_settled_by_the_next_one(ws: Workspace, point: str) 
         check_exactly_once(ws, NEW_SID, ALL_VISITOR_IDS)
 
 
+def test_an_export_failing_before_its_protocol_records_a_failed_run(ws: Workspace) -> None:
+    import shutil
+
+    shutil.rmtree(ws.config.export_drop)
+    ws.config.export_drop.write_text("not a folder\n")
+    with pytest.raises(Exception):  # noqa: B017 - whatever the OS raises, the run is recorded
+        export(ws)
+    (run,) = os.listdir(ws.runs_dir)
+    result = json.loads((ws.run_dir(run) / "result.json").read_text())
+    assert result["status"] == "failed" and result["kind"] == "export"
+    assert db(ws, "SELECT count(*) FROM export_ledger")[0][0] == 0
+
+
+@pytest.mark.slow
+def test_audtools_runs_settles_an_interrupted_export_when_the_workspace_is_free(ws: Workspace) -> None:
+    from click.testing import CliRunner
+
+    from audtools.cli import cli
+
+    script = textwrap.dedent(
+        f"""
+        import os
+        from audtools import exporting
+        def crash(name):
+            if name == "after_rename_part_1":
+                os._exit(9)
+        exporting._crash_point = crash
+        exporting.export_audience({str(ws.root)!r}, segment_name="Killed",
+                                  data_source="defaultDataSource", max_file_bytes={TWO_PARTS})
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    assert drop_names(ws)  # a renamed part and a temporary one are left
+    result = CliRunner().invoke(cli, ["runs", "-w", str(ws.root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert drop_names(ws) == []
+    check_clean(ws)
+
+
 # -- round trips through the import -------------------------------------------------------------
 
 

@@ -448,6 +448,11 @@ def test_min_match_rate_records_the_run_then_exits_1(ws: Workspace, runner: CliR
     code, data, _ = run_import(runner, ws, "--label", "A", "--shared-audience", "100",
                                "--data-source", "defaultDataSource", "--min-match-rate", "0.5")
     assert code == 0
+    code, data, err = run_import(runner, ws, "--label", "A", "--shared-audience", "100",
+                                 "--data-source", "defaultDataSource", "--min-match-rate", "0.9",
+                                 "--dry-run")
+    assert code == 1 and data["error"]["code"] == "match_rate_low" and data["run_id"] is None
+    assert "dry run" in err and "nothing was written" in err
 
 
 def test_a_failure_mid_import_changes_nothing(ws: Workspace, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -480,6 +485,7 @@ def test_a_corrupt_gzip_fails_the_import_and_applies_nothing(ws: Workspace, runn
                                  "--data-source", "defaultDataSource")
     assert code == 1 and data["error"]["code"] == "corrupt_gzip"
     assert "ftp_1_14016_iter_1700000001000.sync.gz" in err
+    assert err.count("\n") == 1 and err.startswith("audtools: error:")  # one line, the log aside
     assert snapshot(ws)[0] == before[0]
 
 

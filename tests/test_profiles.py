@@ -167,6 +167,16 @@ def test_a_configured_reconciliation_key_is_text(workspace: Workspace, tmp_path:
     assert table(ws) == [("P1", "0042", 0)]
 
 
+def test_empty_fields_do_not_change_a_column_type(workspace: Workspace, tmp_path: Path) -> None:
+    path = write(
+        tmp_path / "p.csv",
+        "profile_id,joined,n,x\nq1,2020-01-02,5,1.5\nq2,,,\nq3,2022-02-03,7,2\n",
+    )
+    load_profiles(workspace, path)
+    types = columns(workspace)
+    assert (types["joined"], types["n"], types["x"]) == ("DATE", "BIGINT", "DOUBLE")
+
+
 def test_parquet_keeps_its_types_except_text_columns(workspace: Workspace, tmp_path: Path) -> None:
     data = pa.table(
         {

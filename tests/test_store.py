@@ -47,6 +47,16 @@ def test_a_newer_workspace_is_refused_naming_both_versions(workspace: Workspace)
     assert "9.9.9" in info.value.message and __version__ in info.value.message
 
 
+def test_a_workspace_of_a_newer_audtools_release_is_refused(workspace: Workspace) -> None:
+    con = store.connect(workspace.config.database)
+    con.execute("UPDATE meta SET value = '99.0.0' WHERE key = 'audtools_version'")
+    con.close()
+    with pytest.raises(WorkspaceError) as info:
+        with workspace.session():
+            pass
+    assert info.value.code == "workspace_too_new" and "99.0.0" in info.value.message
+
+
 def test_migration_copies_the_database_aside_first(workspace: Workspace, monkeypatch) -> None:
     with workspace.session() as con:
         con.execute("INSERT INTO profiles VALUES ('P1')")

@@ -301,11 +301,14 @@ def _infer_types(
     for i in probe:
         c = f"c{i}"
         is_int = f"(regexp_full_match({c}, '{_INT}') AND TRY_CAST({c} AS BIGINT) IS NOT NULL)"
+        # Empty fields are NULL and say nothing about the type: only values are tested.
+        present = f"FILTER (WHERE {c} IS NOT NULL)"
         parts += [
             f"count({c})",
-            f"bool_and({is_int})",
-            f"bool_and({is_int} OR regexp_full_match({c}, '{_DEC}'))",
-            f"bool_and(regexp_full_match({c}, '{_ISO_DATE}') AND TRY_CAST({c} AS DATE) IS NOT NULL)",
+            f"bool_and({is_int}) {present}",
+            f"bool_and({is_int} OR regexp_full_match({c}, '{_DEC}')) {present}",
+            f"bool_and(regexp_full_match({c}, '{_ISO_DATE}') AND TRY_CAST({c} AS DATE) IS NOT NULL) "
+            f"{present}",
         ]
     row = con.execute(f"SELECT {', '.join(parts)} FROM {table}").fetchone()
     assert row is not None
