@@ -414,14 +414,19 @@ def _member_keys(
 ) -> None:
     """Create ``_mkeys(id, k)``: each member and the key it is reconciled by (NULL when it
     cannot be decrypted). The state holds each (data source, ID, segment) once, so the
-    members need no DISTINCT."""
+    members need no DISTINCT. Unencrypted members are their own keys: ``_mkeys`` is then a
+    temporary view on the state (copying every ID twice into a table cost more than the few
+    scans of the state that read it)."""
     source = plan.source
-    con.execute("DROP TABLE IF EXISTS _mkeys")
+    for kind, in con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = '_mkeys' "
+        "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = '_mkeys'"
+    ).fetchall():
+        con.execute(f"DROP {kind} _mkeys")
     if not source.encrypted:
         con.execute(
-            "CREATE TEMP TABLE _mkeys AS SELECT id, id AS k FROM segment_state "
-            "WHERE data_source = ? AND sid = ?",
-            [source.id, sid],
+            "CREATE TEMP VIEW _mkeys AS SELECT id, id AS k FROM segment_state "
+            f"WHERE data_source = {sql_string(source.id)} AND sid = {int(sid)}"
         )
         return
     assert plan.key is not None and source.iv is not None

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import gzip
+import hashlib
 import os
 import queue
 import threading
@@ -80,8 +81,24 @@ def _corrupt(name: str, why: object) -> InputError:
     )
 
 
-def _content_blocks(path: PathLike, size: int) -> Iterator[bytes]:
+class _HashingFile:
+    """A binary file read through ``read`` only, feeding every byte read to ``digest``."""
+
+    def __init__(self, raw: Any, digest: Any) -> None:
+        self._raw = raw
+        self._digest = digest
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self._digest.update(data)
+        return data
+
+
+def _content_blocks(path: PathLike, size: int, digest: Any = None) -> Iterator[bytes]:
     """Yield the uncompressed content of a batch file in blocks of about ``size`` bytes.
+
+    With ``digest`` (a ``hashlib`` object), every byte of the file as stored is fed to it as it is
+    read, so that once the blocks are exhausted it holds the checksum of the whole file.
 
     Raises:
         InputError: ``corrupt_gzip`` for a ``.gz`` that cannot be decompressed, ``bad_input``
@@ -89,12 +106,13 @@ def _content_blocks(path: PathLike, size: int) -> Iterator[bytes]:
     """
     name = os.path.basename(os.fspath(path))
     try:
-        with open(path, "rb") as raw:
+        with open(path, "rb") as stored:
+            raw: Any = stored if digest is None else _HashingFile(stored, digest)
             if not name.lower().endswith(".gz"):
                 while block := raw.read(size):
                     yield block
                 return
-            if os.fstat(raw.fileno()).st_size == 0:
+            if os.fstat(stored.fileno()).st_size == 0:
                 raise _corrupt(name, "the file is empty")
             try:
                 with gzip.GzipFile(fileobj=raw, mode="rb") as f:
@@ -102,6 +120,9 @@ def _content_blocks(path: PathLike, size: int) -> Iterator[bytes]:
                         yield block
             except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
                 raise _corrupt(name, exc) from exc
+            if digest is not None:
+                while raw.read(1 << 20):  # whatever gzip left unread still counts
+                    pass
     except InputError:
         raise
     except OSError as exc:
@@ -111,11 +132,11 @@ def _content_blocks(path: PathLike, size: int) -> Iterator[bytes]:
         ) from exc
 
 
-def _line_blocks(path: PathLike, size: int) -> Iterator[bytes]:
+def _line_blocks(path: PathLike, size: int, digest: Any = None) -> Iterator[bytes]:
     """Yield the content in blocks of whole lines (the last may lack its newline), BOM dropped."""
     pending: list[bytes] = []
     first = True
-    for block in _content_blocks(path, size):
+    for block in _content_blocks(path, size, digest):
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             pending.append(block)
@@ -198,6 +219,8 @@ class OutboundReader:
         id_rule: ``visitor_id`` (38 ASCII digits) or ``declared_id`` (non-empty, no ``:``).
         lowercase_ids: lower-case the IDs (hashed IDs and hex ciphertexts).
         chunk_bytes: uncompressed bytes per chunk (read and parsed in blocks of at most 4 MiB).
+        md5: also compute the MD5 of the file as stored while reading it; after a complete
+            iteration, ``md5`` holds its lower-case hex digest (None otherwise).
 
     Raises:
         InputError: while iterating, code ``corrupt_gzip`` for a ``.gz`` that cannot be
@@ -215,6 +238,7 @@ class OutboundReader:
         id_rule: IdRule,
         lowercase_ids: bool = False,
         chunk_bytes: int = 32 * 2**20,
+        md5: bool = False,
     ) -> None:
         if id_rule not in ("visitor_id", "declared_id"):
             raise ValueError(f"id_rule must be 'visitor_id' or 'declared_id', not {id_rule!r}")
@@ -229,15 +253,19 @@ class OutboundReader:
         self.rows_total = 0
         self.rejected_total = 0
         self._simple = True
+        self._want_md5 = md5
+        self.md5: str | None = None
 
     def __iter__(self) -> Iterator[RowChunk]:
         """Read the file from the start, yielding its chunks in line order."""
         self.newline_count = self.rows_total = self.rejected_total = 0
+        self.md5 = None
+        digest = hashlib.md5(usedforsecurity=False) if self._want_md5 else None
         lines_before = 0
         pairs: list[pa.Table] = []
         rejects: list[pa.Table] = []
         rows = size = 0
-        blocks = _line_blocks(self.path, min(self.chunk_bytes, _PARSE_BYTES))
+        blocks = _line_blocks(self.path, min(self.chunk_bytes, _PARSE_BYTES), digest)
         for data in _read_ahead(blocks):
             if len(data) >= 2**31 - 1:
                 raise InputError(
@@ -280,6 +308,8 @@ class OutboundReader:
                 if rows:
                     yield RowChunk(pa.concat_tables(pairs), rows, pa.concat_tables(rejects))
                 pairs, rejects, rows, size = [], [], 0, 0
+        if digest is not None:
+            self.md5 = digest.hexdigest()
         if rows:
             yield RowChunk(pa.concat_tables(pairs), rows, pa.concat_tables(rejects))
 
