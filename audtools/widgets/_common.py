@@ -68,6 +68,26 @@ def field(widget: W.Widget, css: str) -> W.Widget:
     return widget
 
 
+def shared_audience_field(description: str) -> W.Dropdown:
+    """The dropdown of the catalog's shared audiences (options set when the catalog loads)."""
+    return field(W.Dropdown(description=description, options=[], value=None), "audtools-shared-audience")
+
+
+def data_source_field() -> W.Dropdown:
+    """The dropdown of the configured data sources (options set when the screen loads)."""
+    return field(W.Dropdown(description="Shared Data Source", options=[], value=None), "audtools-data-source")
+
+
+def force_field() -> W.Checkbox:
+    """The "Force reconciliation with a profile" checkbox."""
+    return field(W.Checkbox(description="Force reconciliation with a profile", value=False), "audtools-force")
+
+
+def button_row(*buttons: W.Widget) -> W.HBox:
+    """The form's buttons, lined up under the fields."""
+    return W.HBox(list(buttons), layout=W.Layout(margin="6px 0 0 216px"))
+
+
 def show(widget: W.Widget, visible: bool) -> None:
     """Show or hide a widget without removing it from the screen."""
     widget.layout.display = None if visible else "none"
@@ -265,6 +285,10 @@ class Screen:
         show(self.retry, False)
         self.progress_area = W.Output().add_class("audtools-progress")
         self.history = W.HTML().add_class("audtools-history")
+        self.setup()
+
+    def setup(self) -> None:
+        """Make the screen's own widgets, last thing in ``__init__`` (overridden by each screen)."""
 
     # -- the widget ---------------------------------------------------------------------------
 
@@ -438,3 +462,75 @@ class Screen:
         if built is None:
             built = self._widget = self.build()
         return built
+
+
+class CatalogScreen(Screen):
+    """A screen on the catalog: it reads the configuration and the catalog when it opens and on
+    :meth:`reload`, and disables every control for a refused operator, while an action runs, or
+    when the workspace could not be read.
+
+    A screen makes its widgets in :meth:`setup` (ending with :meth:`reload`), fills them from the
+    workspace in :meth:`fill`, and follows a load that was not refused with :meth:`loaded`.
+    """
+
+    #: The catalog's entries by sid, as last loaded.
+    entries: dict[int, SharedAudience]
+    #: The dropdown of shared audiences (see :func:`shared_audience_field`).
+    shared_audience: W.Dropdown
+
+    def locked(self) -> bool:
+        """Whether the controls are disabled: a refused operator, an action running, or a
+        workspace that could not be read."""
+        return self.refusal is not None or self.working or self.config is None
+
+    def sync(self) -> None:
+        """Disable everything for a refused operator or while working."""
+        disabled = self.locked()
+        for widget in self.controls():
+            widget.disabled = disabled
+
+    def reload(self) -> bool:
+        """Read the configuration and the catalog again (one short session), then
+        :meth:`loaded`."""
+        ok = self.act("Loading the catalog…", self._load, retry=self.reload)
+        if ok and self.refusal is None:
+            self.loaded()
+        return ok
+
+    def _load(self) -> None:
+        ws = self.workspace()
+        self.check_operator(ws.config)
+        self.fill(ws)
+        if self.refusal:
+            self.say("refused", self.refusal)
+
+    def fill(self, ws: Workspace) -> None:
+        """Fill the form from the opened workspace (overridden by each screen)."""
+
+    def loaded(self) -> None:
+        """What follows a load that was not refused (overridden by each screen)."""
+
+    def set_catalog(
+        self,
+        entries: Iterable[SharedAudience],
+        verb: str,
+        *,
+        extra: Sequence[tuple[str, Any]] = (),
+        select: Any = None,
+    ) -> None:
+        """Keep ``entries`` and offer them in :attr:`shared_audience` after the ``extra`` options,
+        keeping the choice (or choosing ``select``) when it is still offered."""
+        entries = list(entries)
+        self.entries = {e.sid: e for e in entries}
+        keep = self.shared_audience.value if select is None else select
+        options: list[tuple[str, Any]] = [*extra, *catalog_options(entries, verb)]
+        self.shared_audience.options = options
+        self.shared_audience.value = keep if keep in [v for _label, v in options] else None
+
+    def form_problem(self) -> str | None:
+        """Why no action can run whatever the form says (None: one can)."""
+        if self.refusal:
+            return self.refusal
+        if self.config is None:
+            return "The workspace could not be read; press Retry or fix the workspace."
+        return None

@@ -15,22 +15,22 @@ Example:
 from __future__ import annotations
 
 import html
-import os
 
 import ipywidgets as W
 
-from ..formats.catalog import SharedAudience
 from ..importing import ImportResult, import_audience
 from ..sharing import catalog
 from ..workspace import Workspace
 from ._common import (
-    DEFAULT_LOCK_WAIT,
-    Screen,
-    catalog_options,
+    CatalogScreen,
+    button_row,
+    data_source_field,
     field,
+    force_field,
     funnel_png,
     not_a_segment,
     number,
+    shared_audience_field,
     show,
     source_options,
     table,
@@ -59,7 +59,7 @@ _FORCE_OTHER = (
 )
 
 
-class CreateAudienceScreen(Screen):
+class CreateAudienceScreen(CatalogScreen):
     """Create an Experience Cloud audience from a shared audience: the form and its logic.
 
     Tests drive it without a browser: set ``label.value``, ``shared_audience.value`` (a sid),
@@ -78,16 +78,9 @@ class CreateAudienceScreen(Screen):
     subtitle = "Audiences > Create: import a shared audience of the Experience Cloud."
     css = "audtools-create-audience"
 
-    def __init__(
-        self,
-        workspace: str | os.PathLike[str] | Workspace | None = None,
-        *,
-        operator: str | None = None,
-        lock_wait: float = DEFAULT_LOCK_WAIT,
-        progress: bool | None = None,
-    ) -> None:
-        super().__init__(workspace, operator=operator, lock_wait=lock_wait, progress=progress)
-        self.entries: dict[int, SharedAudience] = {}
+    def setup(self) -> None:
+        """The form's widgets, then the first load."""
+        self.entries = {}
         #: The last import's result (None before the first).
         self.result: ImportResult | None = None
 
@@ -96,18 +89,9 @@ class CreateAudienceScreen(Screen):
             W.Dropdown(description="Type", options=TYPE_OPTIONS, value="experience_cloud"),
             "audtools-type",
         )
-        self.shared_audience = field(
-            W.Dropdown(description="Name of the shared audience", options=[], value=None),
-            "audtools-shared-audience",
-        )
-        self.data_source = field(
-            W.Dropdown(description="Shared Data Source", options=[], value=None),
-            "audtools-data-source",
-        )
-        self.force_reconciliation = field(
-            W.Checkbox(description="Force reconciliation with a profile", value=False),
-            "audtools-force",
-        )
+        self.shared_audience = shared_audience_field("Name of the shared audience")
+        self.data_source = data_source_field()
+        self.force_reconciliation = force_field()
         self.force_help = W.HTML().add_class("audtools-force-help")
         self.force_box = W.VBox([self.force_reconciliation, self.force_help])
         show(self.force_box, False)
@@ -132,7 +116,7 @@ class CreateAudienceScreen(Screen):
             self.shared_audience,
             self.data_source,
             self.force_box,
-            W.HBox([self.confirm], layout=W.Layout(margin="6px 0 0 216px")),
+            button_row(self.confirm),
         ]
 
     def result_widgets(self) -> list[W.Widget]:
@@ -150,32 +134,16 @@ class CreateAudienceScreen(Screen):
             self.confirm,
         ]
 
-    def sync(self) -> None:
-        """Disable everything for a refused operator or while working."""
-        disabled = self.refusal is not None or self.working or self.config is None
-        for widget in self.controls():
-            widget.disabled = disabled
-
     # -- loading ------------------------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """Read the configuration and the catalog again (one short session)."""
-        return self.act("Loading the catalog…", self._load, retry=self.reload)
-
-    def _load(self) -> None:
-        ws = self.workspace()
-        self.check_operator(ws.config)
-        entries = catalog(ws)
-        self.entries = {e.sid: e for e in entries}
-        keep_sid, keep_source = self.shared_audience.value, self.data_source.value
-        self.shared_audience.options = catalog_options(entries, "imported")
-        self.shared_audience.value = keep_sid if keep_sid in self.entries else None
+    def fill(self, ws: Workspace) -> None:
+        """The catalog, the data sources and the last import."""
+        keep_source = self.data_source.value
+        self.set_catalog(catalog(ws), "imported")
         self.data_source.options = source_options(ws.config)
         self.data_source.value = keep_source if keep_source in ws.config.data_sources else None
         self._source_changed()
         self.refresh_history("import")
-        if self.refusal:
-            self.say("refused", self.refusal)
 
     def _source_changed(self) -> None:
         """Show "Force reconciliation" only for an encrypted data source."""
@@ -196,10 +164,9 @@ class CreateAudienceScreen(Screen):
 
     def problem(self) -> str | None:
         """Why Confirm cannot run as the form stands (None: it can)."""
-        if self.refusal:
-            return self.refusal
-        if self.config is None:
-            return "The workspace could not be read; press Retry or fix the workspace."
+        blocked = self.form_problem()
+        if blocked:
+            return blocked
         if self.audience_type.value != "experience_cloud":
             label = dict((v, k) for k, v in TYPE_OPTIONS)[self.audience_type.value].split(" —")[0]
             return (

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import html
-import os
 import time
 
 import ipywidgets as W
@@ -24,12 +23,13 @@ from ..importing import ImportResult, import_audience
 from ..sharing import catalog
 from ..workspace import Workspace
 from ._common import (
-    DEFAULT_LOCK_WAIT,
-    Screen,
-    catalog_options,
+    CatalogScreen,
+    button_row,
     field,
+    force_field,
     funnel_png,
     not_a_segment,
+    shared_audience_field,
     show,
     source_options,
 )
@@ -40,7 +40,7 @@ __all__ = ["EXPLORER_LABEL", "MatchRateExplorer"]
 EXPLORER_LABEL = "(match-rate explorer dry run)"
 
 
-class MatchRateExplorer(Screen):
+class MatchRateExplorer(CatalogScreen):
     """Explore match rates without writing anything: the dry run of the import, live.
 
     Tests drive it without a browser: set ``shared_audience.value`` (a sid),
@@ -63,34 +63,21 @@ class MatchRateExplorer(Screen):
     )
     css = "audtools-match-rates"
 
-    def __init__(
-        self,
-        workspace: str | os.PathLike[str] | Workspace | None = None,
-        *,
-        operator: str | None = None,
-        lock_wait: float = DEFAULT_LOCK_WAIT,
-        progress: bool | None = None,
-    ) -> None:
-        super().__init__(workspace, operator=operator, lock_wait=lock_wait, progress=progress)
-        self.entries: dict[int, SharedAudience] = {}
+    def setup(self) -> None:
+        """The choices' widgets, then the first load and update."""
+        self.entries = {}
         #: Per data source: the dry run's result, or the sentence that refused it.
         self.results: dict[str, ImportResult | str] = {}
         #: Seconds the last update took.
         self.elapsed: float | None = None
         self._loading = False
 
-        self.shared_audience = field(
-            W.Dropdown(description="Shared audience", options=[], value=None),
-            "audtools-shared-audience",
-        )
+        self.shared_audience = shared_audience_field("Shared audience")
         self.data_sources = field(
             W.SelectMultiple(description="Shared Data Sources", options=[], value=(), rows=6),
             "audtools-data-sources",
         )
-        self.force_reconciliation = field(
-            W.Checkbox(description="Force reconciliation with a profile", value=False),
-            "audtools-force",
-        )
+        self.force_reconciliation = force_field()
         self.force_help = W.HTML(
             "<div style='color:#555;font-size:90%;margin-left:216px;max-width:640px'>Applies to "
             "encrypted data sources only: unticked, an Email or SMS data source gives a File "
@@ -117,7 +104,7 @@ class MatchRateExplorer(Screen):
             self.data_sources,
             self.force_reconciliation,
             self.force_help,
-            W.HBox([self.refresh], layout=W.Layout(margin="6px 0 0 216px")),
+            button_row(self.refresh),
         ]
 
     def result_widgets(self) -> list[W.Widget]:
@@ -129,38 +116,29 @@ class MatchRateExplorer(Screen):
         return [self.shared_audience, self.data_sources, self.force_reconciliation, self.refresh]
 
     def sync(self) -> None:
-        """Disable everything for a refused operator or while working."""
-        disabled = self.refusal is not None or self.working or self.config is None
-        for widget in self.controls():
-            widget.disabled = disabled
+        """Disable everything for a refused operator or while working (Refresh stays enabled
+        when the workspace could not be read)."""
+        super().sync()
         if self.config is None and not self.working:
             self.refresh.disabled = False
 
     # -- loading ------------------------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """Read the configuration and the catalog again, then update."""
-        ok = self.act("Loading the catalog…", self._load, retry=self.reload)
-        if ok and self.refusal is None:
-            self.update()
-        return ok
-
-    def _load(self) -> None:
-        ws = self.workspace()
-        self.check_operator(ws.config)
+    def fill(self, ws: Workspace) -> None:
+        """The catalog and the data sources (their changes run no update while they load)."""
         entries = catalog(ws)
-        self.entries = {e.sid: e for e in entries}
-        keep_sid, keep_sources = self.shared_audience.value, self.data_sources.value
+        keep_sources = self.data_sources.value
         self._loading = True
         try:
-            self.shared_audience.options = catalog_options(entries, "imported")
-            self.shared_audience.value = keep_sid if keep_sid in self.entries else None
+            self.set_catalog(entries, "imported")
             self.data_sources.options = source_options(ws.config)
             self.data_sources.value = tuple(s for s in keep_sources if s in ws.config.data_sources)
         finally:
             self._loading = False
-        if self.refusal:
-            self.say("refused", self.refusal)
+
+    def loaded(self) -> None:
+        """Update once the catalog is loaded."""
+        self.update()
 
     def _changed(self) -> None:
         if not self._loading:

@@ -15,7 +15,6 @@ Example:
 from __future__ import annotations
 
 import html
-import os
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +26,14 @@ from ..sharing import catalog_entries
 from ..targeting import validate_condition
 from ..workspace import Workspace, new_run_id
 from ._common import (
-    DEFAULT_LOCK_WAIT,
-    Screen,
-    catalog_options,
+    CatalogScreen,
+    button_row,
+    data_source_field,
     field,
     is_visible,
     not_a_segment,
     number,
+    shared_audience_field,
     show,
     source_options,
     table,
@@ -50,7 +50,7 @@ TRANSITION_NAME = "outbound_transition.csv"
 TRANSITION_ROWS_SHOWN = 10
 
 
-class SaveAudienceScreen(Screen):
+class SaveAudienceScreen(CatalogScreen):
     """Share targeted profiles as a segment: the Save audience activity and its logic.
 
     Tests drive it without a browser: set ``condition.value`` (the count updates), pick
@@ -70,16 +70,9 @@ class SaveAudienceScreen(Screen):
     subtitle = "Workflow activity: share the targeted profiles in the Adobe Experience Cloud."
     css = "audtools-save-audience"
 
-    def __init__(
-        self,
-        workspace: str | os.PathLike[str] | Workspace | None = None,
-        *,
-        operator: str | None = None,
-        lock_wait: float = DEFAULT_LOCK_WAIT,
-        progress: bool | None = None,
-    ) -> None:
-        super().__init__(workspace, operator=operator, lock_wait=lock_wait, progress=progress)
-        self.entries: dict[int, SharedAudience] = {}
+    def setup(self) -> None:
+        """The activity's widgets, then the first load and count."""
+        self.entries = {}
         self.columns: list[str] = []
         #: Profiles the current condition targets (None: unknown, or the condition is refused).
         self.targeted: int | None = None
@@ -106,10 +99,7 @@ class SaveAudienceScreen(Screen):
         self.share = field(
             W.Checkbox(description="Share in Adobe Experience Cloud", value=True), "audtools-share"
         )
-        self.shared_audience = field(
-            W.Dropdown(description="Shared audience", options=[], value=None),
-            "audtools-shared-audience",
-        )
+        self.shared_audience = shared_audience_field("Shared audience")
         self.segment_name = field(
             W.Text(description="Segment name", placeholder="A new segment's name, then Create"),
             "audtools-segment-name",
@@ -118,10 +108,7 @@ class SaveAudienceScreen(Screen):
         self.create = W.Button(description="Create", tooltip="Create a new shared audience")
         self.create.add_class("audtools-create")
         self.create.layout.width = "96px"
-        self.data_source = field(
-            W.Dropdown(description="Shared Data Source", options=[], value=None),
-            "audtools-data-source",
-        )
+        self.data_source = data_source_field()
         self.outbound = field(
             W.Checkbox(description="Generate an outbound transition", value=False),
             "audtools-outbound",
@@ -155,7 +142,7 @@ class SaveAudienceScreen(Screen):
             W.HBox([self.count, self.columns_help], layout=W.Layout(margin="0 0 6px 216px")),
             self.share,
             self.share_box,
-            W.HBox([self.confirm, self.start], layout=W.Layout(margin="6px 0 0 216px")),
+            button_row(self.confirm, self.start),
         ]
 
     def result_widgets(self) -> list[W.Widget]:
@@ -178,23 +165,13 @@ class SaveAudienceScreen(Screen):
 
     def sync(self) -> None:
         """Start only after the check mark; nothing for a refused operator or while working."""
-        disabled = self.refusal is not None or self.working or self.config is None
-        for widget in self.controls():
-            widget.disabled = disabled
-        self.start.disabled = disabled or self.preview is None
+        super().sync()
+        self.start.disabled = self.locked() or self.preview is None
 
     # -- loading ------------------------------------------------------------------------------
 
-    def reload(self) -> bool:
-        """Read the configuration, the catalog and the profile columns, then count."""
-        ok = self.act("Loading the catalog…", self._load, retry=self.reload)
-        if ok and self.refusal is None:
-            self.update_count()
-        return ok
-
-    def _load(self) -> None:
-        ws = self.workspace()
-        self.check_operator(ws.config)
+    def fill(self, ws: Workspace) -> None:
+        """The catalog, the profile columns, the data sources and the last export."""
         with ws.session(purpose="save audience screen") as con:
             entries = catalog_entries(ws, con)
             self.columns = [r[0] for r in con.execute("DESCRIBE profiles").fetchall()]
@@ -211,20 +188,18 @@ class SaveAudienceScreen(Screen):
             f"{html.escape(', '.join(self.columns))}</div>"
         )
         self.refresh_history("export")
-        if self.refusal:
-            self.say("refused", self.refusal)
+
+    def loaded(self) -> None:
+        """Count the targeted profiles once the catalog is loaded."""
+        self.update_count()
 
     def _set_catalog(self, entries: list[SharedAudience], select: int | str | None = None) -> None:
-        self.entries = {e.sid: e for e in entries}
-        keep = self.shared_audience.value if select is None else select
-        options: list[tuple[str, Any]] = catalog_options(entries, "shared")
+        extra = []
         if self.new_segment is not None:
-            options.insert(0, (f"{self.new_segment} (new segment, created at Start)", NEW_SEGMENT))
+            extra.append((f"{self.new_segment} (new segment, created at Start)", NEW_SEGMENT))
         self._loading = True
         try:
-            self.shared_audience.options = options
-            values = [v for _label, v in options]
-            self.shared_audience.value = keep if keep in values else None
+            self.set_catalog(entries, "shared", extra=extra, select=select)
         finally:
             self._loading = False
 
@@ -322,10 +297,9 @@ class SaveAudienceScreen(Screen):
 
     def problem(self) -> str | None:
         """Why the settings cannot be confirmed as they stand (None: they can)."""
-        if self.refusal:
-            return self.refusal
-        if self.config is None:
-            return "The workspace could not be read; press Retry or fix the workspace."
+        blocked = self.form_problem()
+        if blocked:
+            return blocked
         if not self.share.value:
             return (
                 "Tick 'Share in Adobe Experience Cloud': audtools saves audiences only by sharing "
