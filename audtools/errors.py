@@ -34,6 +34,14 @@ class AudtoolsError(Exception):
         return {"error": {"code": self.code, "message": self.message}}
 
 
+def describe(exc: BaseException) -> tuple[str, str]:
+    """``(code, message)`` of any exception: its own for an :class:`AudtoolsError`, else
+    ``internal`` and the exception's type and text (how failed runs record it)."""
+    if isinstance(exc, AudtoolsError):
+        return exc.code, exc.message
+    return "internal", f"{type(exc).__name__}: {exc}"
+
+
 class ConfigError(AudtoolsError):
     """``audtools.toml`` is invalid; ``problems`` lists every problem found."""
 

@@ -35,7 +35,7 @@ from .errors import AudtoolsError, RefusedError
 from .formats import onboarding
 from .formats.catalog import SharedAudience
 from .pending import settle_pending_exports
-from .runs import now_utc, run_log, sync_window, write_result
+from .runs import now_utc, run_log, sync_window, write_failure
 from .sharing import catalog_entries, find_shared_audience
 from .store import CHUNK_ROWS, arrow
 from .targeting import Targeting, validate_condition
@@ -523,25 +523,9 @@ def export_audience(
 
 
 def _record_failure(ws: Workspace, run_id: str, started: Any, plan: Any, exc: Exception) -> None:
-    code = exc.code if isinstance(exc, AudtoolsError) else "internal"
-    message = exc.message if isinstance(exc, AudtoolsError) else f"{type(exc).__name__}: {exc}"
-    write_result(
-        ws,
-        run_id,
-        {
-            "run_id": run_id,
-            "kind": "export",
-            "status": "failed",
-            "error": {"code": code, "message": message},
-            "shared_audience": {
-                "sid": plan.shared.sid,
-                "name": plan.shared.name,
-                "created": plan.created,
-            },
-            "data_source": plan.source.id,
-            "started_at": utc_text(started),
-            "finished_at": utc_text(now_utc()),
-        },
+    shared = {"sid": plan.shared.sid, "name": plan.shared.name, "created": plan.created}
+    write_failure(
+        ws, run_id, "export", started, exc, shared_audience=shared, data_source=plan.source.id
     )
 
 

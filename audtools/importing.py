@@ -25,10 +25,10 @@ import pyarrow.compute as pc
 from . import crypto, derived, ids, segments
 from .auth import check_operator
 from .config import DataSource
-from .errors import AudtoolsError, RefusedError
+from .errors import AudtoolsError, RefusedError, describe
 from .formats.catalog import SharedAudience
 from .progress import bar
-from .runs import now_utc, run_log, sync_window, write_result
+from .runs import now_utc, run_log, sync_window, write_failure, write_result
 from .sharing import find_shared_audience
 from .store import CHUNK_ROWS, arrow, sql_string
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
@@ -300,25 +300,18 @@ def import_audience(
 def _record_failure(
     ws: Workspace, run_id: str, started: dt.datetime, label: str, plan: _Plan, exc: Exception
 ) -> None:
-    code = exc.code if isinstance(exc, AudtoolsError) else "internal"
-    message = exc.message if isinstance(exc, AudtoolsError) else f"{type(exc).__name__}: {exc}"
-    log.info("import failed: %s", message)  # the CLI prints the error itself, once
-    write_result(
+    log.info("import failed: %s", describe(exc)[1])  # the CLI prints the error itself, once
+    write_failure(
         ws,
         run_id,
-        {
-            "run_id": run_id,
-            "kind": "import",
-            "status": "failed",
-            "error": {"code": code, "message": message},
-            "audience": {
-                "label": label,
-                "type": "file" if plan.file_audience else "experience_cloud",
-                "shared_audience": {"sid": plan.shared.sid, "name": plan.shared.name},
-                "data_source": plan.source.id,
-            },
-            "started_at": utc_text(started),
-            "finished_at": utc_text(now_utc()),
+        "import",
+        started,
+        exc,
+        audience={
+            "label": label,
+            "type": "file" if plan.file_audience else "experience_cloud",
+            "shared_audience": {"sid": plan.shared.sid, "name": plan.shared.name},
+            "data_source": plan.source.id,
         },
     )
 

@@ -41,7 +41,7 @@ import pyarrow as pa
 
 from . import store
 from .config import DataSource
-from .errors import AudtoolsError
+from .errors import AudtoolsError, describe
 from .formats import onboarding
 from .progress import bar
 from .runs import now_utc, write_result
@@ -329,10 +329,8 @@ def _roll_back(
             leftover.unlink()
     onboarding.fsync_dir(drop)
     con.execute("DELETE FROM pending_exports WHERE run_id = ?", [run_id])
-    if isinstance(error, AudtoolsError):
-        code, message = error.code, error.message
-    elif error is not None:
-        code, message = "internal", f"{type(error).__name__}: {error}"
+    if error is not None:
+        code, message = describe(error)
     else:
         code = "interrupted"
         message = (

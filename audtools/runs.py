@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import describe
 from .workspace import Workspace, as_workspace, utc_text
 
 if TYPE_CHECKING:
@@ -57,6 +58,27 @@ def write_result(ws: Workspace, run_id: str, result: dict[str, Any]) -> Path:
     path = ws.run_dir(run_id) / RESULT_NAME
     write_atomic(path, json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return path
+
+
+def write_failure(
+    ws: Workspace, run_id: str, kind: str, started: dt.datetime, exc: BaseException, **fields: Any
+) -> Path:
+    """Record a failed run: ``result.json`` with ``status: failed`` and the ``error`` of ``exc``,
+    plus ``fields`` (what the run was about)."""
+    code, message = describe(exc)
+    return write_result(
+        ws,
+        run_id,
+        {
+            "run_id": run_id,
+            "kind": kind,
+            "status": "failed",
+            "error": {"code": code, "message": message},
+            **fields,
+            "started_at": utc_text(started),
+            "finished_at": utc_text(now_utc()),
+        },
+    )
 
 
 @contextlib.contextmanager

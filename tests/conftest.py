@@ -19,6 +19,19 @@ def workspace(tmp_path: Path) -> Workspace:
     return init_workspace(tmp_path / "ws")
 
 
+@pytest.fixture(scope="session")
+def sample_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample workspace (``audtools samples``), built once per test session.
+
+    Tests never change it: they work on copies (``shutil.copytree``).
+    """
+    from audtools.samples import create_samples
+
+    root = tmp_path_factory.mktemp("samples") / "ws"
+    create_samples(init_workspace(root))
+    return root
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     """A click runner that keeps standard error apart from standard output."""

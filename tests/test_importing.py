@@ -19,7 +19,6 @@ from audtools.cli import cli
 from audtools.errors import AudtoolsError
 from audtools.importing import import_audience
 from audtools.profiles import load_profiles
-from audtools.samples import create_samples
 from audtools.workspace import Workspace, init_workspace
 
 REPO_SAMPLES = Path(__file__).parent.parent / "data" / "samples"
@@ -246,13 +245,6 @@ def test_no_members_is_a_success(ws: Workspace) -> None:
 
 
 # -- the sample workspace: counts promised by samples.json ---------------------------------------
-
-
-@pytest.fixture(scope="module")
-def sample_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("samples") / "ws"
-    create_samples(init_workspace(root))
-    return root
 
 
 @pytest.mark.slow

@@ -21,8 +21,7 @@ from audtools import jobs
 from audtools.cli import cli
 from audtools.jobs import JobError, read_parameters
 from audtools.runs import load_runs, write_result
-from audtools.samples import create_samples
-from audtools.workspace import Workspace, init_workspace
+from audtools.workspace import Workspace
 
 REPO = Path(__file__).parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -34,12 +33,10 @@ EXPORT_COUNTS = ("shared_audience", "data_source", "profiles_targeted", "profile
                  "profiles_without_id", "ids_exported", "ids_already_shared", "dry_run")
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample workspace, built once for the module; tests work on copies."""
-    root = tmp_path_factory.mktemp("template") / "ws"
-    create_samples(init_workspace(root))
-    return root
+@pytest.fixture
+def template(sample_template: Path) -> Path:
+    """The sample workspace, built once for the session; tests work on copies."""
+    return sample_template
 
 
 @pytest.fixture

@@ -19,11 +19,11 @@ import pandas as pd
 import pytest
 
 from audtools.audiences import list_audiences
-from audtools.samples import CART, HIGH_VALUE, MOBILE, RULE, TRAIT, create_samples
+from audtools.samples import CART, HIGH_VALUE, MOBILE, RULE, TRAIT
 from audtools.widgets import CreateAudienceScreen, MatchRateExplorer, SaveAudienceScreen
 from audtools.widgets.create_audience import FORCE_HELP
 from audtools.widgets.save_audience import NEW_SEGMENT, TRANSITION_NAME
-from audtools.workspace import Workspace, init_workspace
+from audtools.workspace import Workspace
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 SCREENS = {
@@ -48,12 +48,10 @@ HOLDER = textwrap.dedent(
 # -- fixtures -----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+@pytest.fixture
+def template(sample_template: Path) -> Path:
     """One sample workspace, built once; tests work on copies."""
-    root = tmp_path_factory.mktemp("template") / "ws"
-    create_samples(init_workspace(root))
-    return root
+    return sample_template
 
 
 @pytest.fixture
