@@ -49,9 +49,17 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
         return False
     want = fingerprint(config, source)
     row = con.execute(
-        "SELECT fingerprint FROM derived_state WHERE data_source = ?", [source.id]
+        "SELECT fingerprint, unique_keys FROM derived_state WHERE data_source = ?", [source.id]
     ).fetchone()
     if row is not None and row[0] == want:
+        if row[1] is None:  # a cache built before audtools recorded this
+            with transaction(con):
+                con.execute(
+                    "UPDATE derived_state SET unique_keys = (SELECT count(*) = "
+                    "count(DISTINCT declared_id) FROM derived_ids WHERE data_source = ?) "
+                    "WHERE data_source = ?",
+                    [source.id, source.id],
+                )
         return False
     column = source.reconciliation_key or ""
     with transaction(con):
@@ -88,6 +96,19 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                 column,
                 source.id,
             )
-        con.execute("INSERT INTO derived_state VALUES (?, ?, 0)", [source.id, want])
+        con.execute(
+            "INSERT INTO derived_state SELECT ?, ?, 0, count(*) = count(DISTINCT declared_id) "
+            "FROM derived_ids WHERE data_source = ?",
+            [source.id, want, source.id],
+        )
     log.info("rebuilt the derived IDs of %s", source.id)
     return True
+
+
+def unique_keys(con: duckdb.DuckDBPyConnection, source: DataSource) -> bool:
+    """Whether no two profiles share a cached key of ``source`` (so a key matches at most one
+    profile). False when not known; call after :func:`refresh`."""
+    row = con.execute(
+        "SELECT unique_keys FROM derived_state WHERE data_source = ?", [source.id]
+    ).fetchone()
+    return bool(row and row[0])

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import crypto, phones
-from .arrays import NULL_STRING, as_mask, as_strings
+from .arrays import NULL_STRING, as_mask, as_strings, buffers
 from .crypto import Encoding
 from .errors import AudtoolsError, KeyProblem
 from .phone_metadata import meta_for_region as _meta_for_region  # noqa: F401 - tests read it here
@@ -137,9 +137,15 @@ def is_declared_id(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
         A boolean array without nulls.
     """
     arr = as_strings(arr)
-    non_empty = pc.greater(pc.binary_length(arr), 0)
-    clean = pc.invert(pc.match_substring_regex(arr, "[\t\n:]"))
-    return pc.and_(non_empty, clean).fill_null(False)
+    # One pass over the bytes (a regex per value costs several times more on millions).
+    offsets, data = buffers(arr)
+    ok = offsets[1:] > offsets[:-1]
+    bad = np.flatnonzero((data == 9) | (data == 10) | (data == 58))
+    if len(bad):
+        ok[np.searchsorted(offsets, bad, side="right") - 1] = False
+    if arr.null_count:
+        ok &= as_mask(arr.is_valid())
+    return pa.array(ok, pa.bool_())
 
 
 def sha256_hex(arr: pa.Array | pa.ChunkedArray) -> pa.StringArray:

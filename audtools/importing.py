@@ -344,8 +344,8 @@ def _import(
             applied.rows_rejected,
             applied.batches_waiting,
         )
-        _member_keys(con, cfg.default_region, plan, shared.sid)
-        counts = _reconcile(con, plan, outcomes=keep_members, store=not dry_run)
+        unique = _member_keys(con, cfg.default_region, plan, shared.sid)
+        counts = _reconcile(con, plan, outcomes=keep_members, store=not dry_run, keys_unique=unique)
         outcomes = None
         if keep_members:
             outcomes = arrow(con, "SELECT id, outcome FROM _outcomes ORDER BY id")
@@ -404,32 +404,38 @@ def _json(data: dict[str, Any]) -> str:
 
 def _member_keys(
     con: duckdb.DuckDBPyConnection, region: str, plan: _Plan, sid: int
-) -> None:
-    """Create ``_mkeys(id, k)``: each member and the key it is reconciled by (NULL when it
-    cannot be decrypted). The state holds each (data source, ID, segment) once, so the
-    members need no DISTINCT. Unencrypted members are their own keys: ``_mkeys`` is then a
-    temporary view on the state (copying every ID twice into a table cost more than the few
-    scans of the state that read it)."""
+) -> bool:
+    """Make ``_mkeys(id, k)``: each member and the key it is reconciled by (NULL when it
+    cannot be decrypted).
+
+    The state holds each (data source, ID, segment) once, so the members need no DISTINCT.
+    Unencrypted members are their own keys: ``_mkeys`` is then a temporary view on the state
+    (copying every ID twice into a table cost more than the few scans of the state that read
+    it). Encrypted members are decrypted chunk by chunk and their keys handed to DuckDB as one
+    Arrow table (a scan of it costs less than an insert).
+
+    Returns:
+        Whether no two members share a key (then the counts need no DISTINCT on keys).
+    """
     source = plan.source
-    for kind, in con.execute(
-        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = '_mkeys' "
-        "UNION ALL SELECT 'TABLE' FROM duckdb_tables() WHERE temporary AND table_name = '_mkeys'"
-    ).fetchall():
-        con.execute(f"DROP {kind} _mkeys")
+    _drop_member_keys(con)
     if not source.encrypted:
         con.execute(
             "CREATE TEMP VIEW _mkeys AS SELECT id, id AS k FROM segment_state "
             f"WHERE data_source = {sql_string(source.id)} AND sid = {int(sid)}"
         )
-        return
+        return True
     assert plan.key is not None and source.iv is not None
     members = arrow(
         con,
         "SELECT id FROM segment_state WHERE data_source = ? AND sid = ?",
         [source.id, sid],
     )
-    con.execute("CREATE TEMP TABLE _mkeys (id VARCHAR, k VARCHAR)")
     kind = derived.kind_of(source)
+    # Different canonical base64 texts are different ciphertexts, hence different plaintexts:
+    # keys can only coincide where normalising changed a plaintext (hex accepts either case).
+    unique = source.encoding == "base64"
+    ids_parts, key_parts = [], []
     for start in range(0, members.num_rows, CHUNK_ROWS):
         part = members["id"].slice(start, CHUNK_ROWS).combine_chunks()
         plain = crypto.decrypt(part, plan.key, source.iv, source.encoding)
@@ -437,21 +443,47 @@ def _member_keys(
         if kind == "sms":
             # A decrypted number that does not parse is kept trimmed (SPEC §5.5).
             norm = pc.if_else(pc.is_null(norm), ids.trim_ascii(plain), norm)
-        valid = ids.is_declared_id(norm)
-        keys = pc.if_else(valid, norm, pa.scalar(None, pa.string()))
-        con.register("_chunk", pa.table({"id": part, "k": keys}))
-        con.execute("INSERT INTO _mkeys SELECT id, k FROM _chunk")
-        con.unregister("_chunk")
+        keys = pc.if_else(ids.is_declared_id(norm), norm, pa.scalar(None, pa.string()))
+        if unique:
+            unique = pc.all(pc.equal(keys, plain).fill_null(True)).as_py() is not False
+        ids_parts.append(part)
+        key_parts.append(keys)
+    table = pa.table(
+        {
+            "id": pa.chunked_array(ids_parts, pa.string()),
+            "k": pa.chunked_array(key_parts, pa.string()),
+        }
+    )
+    con.register("_mkeys", table)
+    return unique
+
+
+def _drop_member_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget the ``_mkeys`` of an earlier import on this connection (view or Arrow table)."""
+    for (kind,) in con.execute(
+        "SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = '_mkeys'"
+    ).fetchall():
+        con.execute(f"DROP {kind} _mkeys")
+    with contextlib.suppress(duckdb.Error, KeyError):
+        con.unregister("_mkeys")
 
 
 def _reconcile(
-    con: duckdb.DuckDBPyConnection, plan: _Plan, *, outcomes: bool = False, store: bool = True
+    con: duckdb.DuckDBPyConnection,
+    plan: _Plan,
+    *,
+    outcomes: bool = False,
+    store: bool = True,
+    keys_unique: bool = False,
 ) -> dict[str, int]:
     """Join the members (``_mkeys``) with the profiles and count.
 
     With ``store``, fills ``_audience(profile_id, address)``, what the audience will hold; with
     ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`. Without
-    either (a dry run's counts), one aggregate over the join does it all.
+    either (a dry run's counts), one aggregate over the join does it all. ``keys_unique`` says
+    that no two members share a key; with the derived-ID cache's own flag (no two profiles share
+    one), each member then matches at most one profile and the reverse, and the counts need no
+    DISTINCT.
 
     Returns:
         ``members``, ``undecryptable``, ``matched``, ``profiles`` and ``addresses``.
@@ -459,6 +491,9 @@ def _reconcile(
     source = plan.source
     for table in ("_links", "_outcomes", "_audience"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
+    # A member matches one profile at most (and a profile one member at most).
+    one_profile = source.reconciliation == "declared_id" and derived.unique_keys(con, source)
+    one_member = one_profile and keys_unique
     if source.reconciliation == "visitor_id":
         join, params = "JOIN visitors p ON p.visitor_id = m.k", []
     else:
@@ -468,38 +503,45 @@ def _reconcile(
     ).fetchall()[0]
     if plan.file_audience:
         (size,) = con.execute(
-            "SELECT count(DISTINCT k) FROM _mkeys WHERE k IS NOT NULL"
+            f"SELECT count({'' if keys_unique else 'DISTINCT '}k) FROM _mkeys"
         ).fetchall()[0]
     if not store and not outcomes:
+        matched_sql = "count(*)" if one_profile else "count(DISTINCT m.id)"
+        profiles_sql = (
+            "count(*)" if one_member else "count(DISTINCT m.k)" if one_profile
+            else "count(DISTINCT p.profile_id)"
+        )
         matched, profiles = con.execute(
-            f"SELECT count(DISTINCT m.id), count(DISTINCT p.profile_id) FROM _mkeys m {join}",
-            params,
+            f"SELECT {matched_sql}, {profiles_sql} FROM _mkeys m {join}", params
         ).fetchall()[0]
         if not plan.file_audience:
             size = profiles
     else:
         con.execute(f"CREATE TEMP TABLE _links AS SELECT m.id, p.profile_id FROM _mkeys m {join}", params)
-        (matched,) = con.execute("SELECT count(DISTINCT id) FROM _links").fetchall()[0]
+        (matched,) = con.execute(
+            f"SELECT count({'' if one_profile else 'DISTINCT '}id) FROM _links"
+        ).fetchall()[0]
         if plan.file_audience:
             con.execute(
-                "CREATE TEMP TABLE _audience AS SELECT DISTINCT NULL::VARCHAR AS profile_id, "
-                "k AS address FROM _mkeys WHERE k IS NOT NULL"
+                f"CREATE TEMP TABLE _audience AS SELECT {'' if keys_unique else 'DISTINCT '}"
+                "NULL::VARCHAR AS profile_id, k AS address FROM _mkeys WHERE k IS NOT NULL"
             )
         else:
             con.execute(
-                "CREATE TEMP TABLE _audience AS SELECT DISTINCT profile_id, "
-                "NULL::VARCHAR AS address FROM _links"
+                f"CREATE TEMP TABLE _audience AS SELECT {'' if one_member else 'DISTINCT '}"
+                "profile_id, NULL::VARCHAR AS address FROM _links"
             )
             (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
         if outcomes:
+            linked = "_links" if one_profile else "(SELECT DISTINCT id FROM _links)"
             con.execute(
-                """
+                f"""
                 CREATE TEMP TABLE _outcomes AS
                 SELECT m.id,
                        CASE WHEN m.k IS NULL THEN 'undecryptable'
                             WHEN l.id IS NOT NULL THEN 'matched'
                             ELSE 'no_profile' END AS outcome
-                FROM _mkeys m LEFT JOIN (SELECT DISTINCT id FROM _links) l ON l.id = m.id
+                FROM _mkeys m LEFT JOIN {linked} l ON l.id = m.id
                 """
             )
         con.execute("DROP TABLE _links")

@@ -66,6 +66,11 @@ MIGRATIONS: list[str] = [
     CREATE TABLE derived_ids (data_source VARCHAR, profile_id VARCHAR, declared_id VARCHAR);
     CREATE TABLE derived_state (data_source VARCHAR, fingerprint VARCHAR, profiles_version BIGINT);
     """,
+    # Whether each data source's cached keys are all different: then one key matches at most one
+    # profile and the import's counts need no DISTINCT (NULL: not known yet).
+    """
+    ALTER TABLE derived_state ADD COLUMN unique_keys BOOLEAN;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -120,6 +120,17 @@ def test_declared_id_rule() -> None:
     ]  # fmt: skip
 
 
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="ab:\t\n\ré", max_size=6)), max_size=20),
+       st.integers(min_value=0, max_value=5))
+def test_declared_id_rule_matches_definition(values: list[str | None], skip: int) -> None:
+    """The byte scan agrees with the rule on any mix, on a slice of the array too."""
+    arr = pa.array(values, pa.string()).slice(min(skip, len(values)))
+    expected = [
+        v is not None and v != "" and not any(c in "\t\n:" for c in v) for v in arr.to_pylist()
+    ]
+    assert as_list(ids.is_declared_id(arr)) == expected
+
+
 # ---------------------------------------------------------------------------------------------
 # Trimming and the simple normalisers
 

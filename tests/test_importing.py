@@ -418,6 +418,70 @@ def test_reimport_replaces_members_and_may_change_the_type(ws: Workspace) -> Non
         )
 
 
+@pytest.mark.parametrize("forced", [False, True], ids=["file", "forced"])
+@pytest.mark.parametrize("shared_email", [False, True], ids=["own-emails", "shared-email"])
+@pytest.mark.parametrize("colliding", [False, True], ids=["distinct-keys", "colliding-keys"])
+def test_counts_without_distinct_equal_the_general_counts(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    forced: bool, shared_email: bool, colliding: bool,
+) -> None:
+    """The shortcuts taken when keys are known to be unique (on the members' side and in the
+    derived-ID cache) give the counts and members of the general DISTINCT queries, and those
+    expected by hand, whether or not two profiles share an email or two members one key."""
+    if shared_email:
+        (tmp_path / "more.csv").write_text("profile_id,email\nP6, BOB@example.com\n")
+        load_profiles(ws, tmp_path / "more.csv")
+    values = ["alice@example.com", "bob@example.com", "dave@example.com"]
+    if colliding:
+        values.append(" Alice@Example.com")  # the same key as the first once normalised
+    drop(ws, 30003, [f"{aes(v)}\t100" for v in values] + ["AAAA\t100"])
+
+    def run(**kw: object) -> tuple[dict[str, object], set[str], dict[str, str]]:
+        dry = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=forced,
+                                     dry_run=True, **kw))
+        real = import_audience(ws, "e", 100, "emailAes", force_reconciliation=forced, **kw)
+        assert counts(real) == dry
+        outcomes = dict(zip(*real.member_outcomes[["id", "outcome"]].T.values)) if kw else {}
+        return dry, audience_members(ws, "e"), outcomes
+
+    fast = run()
+    fast_outcomes = run(keep_members=True)
+    monkeypatch.setattr(importing.derived, "unique_keys", lambda con, source: False)
+    general_keys = importing._member_keys
+    monkeypatch.setattr(importing, "_member_keys", lambda *a: general_keys(*a) and False)
+    slow = run()
+    slow_outcomes = run(keep_members=True)
+    assert fast == slow and fast_outcomes == slow_outcomes and fast[:2] == fast_outcomes[:2]
+    members = 5 if colliding else 4
+    matched = 3 if colliding else 2
+    if forced:
+        profiles = {"P1", "P2", "P6"} if shared_email else {"P1", "P2"}
+        assert fast[0] == {"members": members, "undecryptable": 1, "matched": matched,
+                           "unmatched": members - 1 - matched, "profiles": len(profiles),
+                           "addresses": 0, "type": "experience_cloud"}
+        assert fast[1] == profiles
+    else:
+        assert fast[0]["addresses"] == 3 and fast[0]["matched"] == matched
+        assert fast[1] == {"alice@example.com", "bob@example.com", "dave@example.com"}
+    assert sorted(fast_outcomes[2].values()).count("matched") == matched
+
+
+def test_a_schema_1_workspace_migrates_and_learns_whether_its_keys_are_unique(ws: Workspace) -> None:
+    """A derived-ID cache built before schema 2 recorded uniqueness is kept; the flag is filled."""
+    drop(ws, 30003, [f"{aes('alice@example.com')}\t100", f"{aes('bob@example.com')}\t100"])
+    before = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=True))
+    with ws.session() as con:  # what audtools 0.1.0 (schema 1) left
+        con.execute("ALTER TABLE derived_state DROP COLUMN unique_keys")
+        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    after = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=True))
+    assert after == before == {"members": 2, "undecryptable": 0, "matched": 2, "unmatched": 0,
+                               "profiles": 2, "addresses": 0, "type": "experience_cloud"}
+    assert list(ws.root.glob("campaign.duckdb.v1-*.bak"))
+    with ws.session() as con:
+        assert con.execute("SELECT unique_keys FROM derived_state WHERE data_source = 'emailAes'"
+                           ).fetchall() == [(True,)]
+
+
 def test_a_dry_run_writes_nothing_and_counts_like_the_real_import(ws: Workspace) -> None:
     drop(ws, 14016, [f"{vid(1)}\t100", f"{vid(9)}\t100", "x\t100"])
     before = snapshot(ws)

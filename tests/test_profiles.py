@@ -379,7 +379,7 @@ def test_replace_keeps_profile_id_first(workspace: Workspace, tmp_path: Path) ->
 def test_loading_empties_the_derived_id_cache(base: Workspace, tmp_path: Path) -> None:
     with base.session() as con:
         con.execute("INSERT INTO derived_ids VALUES ('crmDeclaredId', 'P1', '0001')")
-        con.execute("INSERT INTO derived_state VALUES ('crmDeclaredId', 'x', 1)")
+        con.execute("INSERT INTO derived_state VALUES ('crmDeclaredId', 'x', 1, true)")
     load_profiles(base, write(tmp_path / "u.csv", "profile_id\nP1\n"))
     assert query(base, "SELECT count(*) FROM derived_ids") == [(0,)]
     assert query(base, "SELECT count(*) FROM derived_state") == [(0,)]

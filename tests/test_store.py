@@ -65,10 +65,10 @@ def test_migration_copies_the_database_aside_first(workspace: Workspace, monkeyp
     with workspace.session() as con:
         assert store.schema_info(con)[0] == store.SCHEMA_VERSION
         assert con.execute("SELECT count(*) FROM extra").fetchone() == (0,)
-    backups = list(workspace.root.glob("campaign.duckdb.v1-*.bak"))
+    backups = list(workspace.root.glob(f"campaign.duckdb.v{store.SCHEMA_VERSION - 1}-*.bak"))
     assert len(backups) == 1
     old = store.connect(backups[0], read_only=True)
-    assert store.schema_info(old)[0] == 1
+    assert store.schema_info(old)[0] == store.SCHEMA_VERSION - 1
     assert old.execute("SELECT profile_id FROM profiles").fetchall() == [("P1",)]
     old.close()
 
@@ -80,7 +80,7 @@ def test_a_failed_migration_changes_nothing(workspace: Workspace, monkeypatch) -
         with workspace.session():
             pass
     con = store.connect(workspace.config.database)
-    assert store.schema_info(con)[0] == 1
+    assert store.schema_info(con)[0] == store.SCHEMA_VERSION - 1
     assert con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name='ok'").fetchone() == (0,)
     con.close()
 
