@@ -441,7 +441,8 @@ def test_counts_without_distinct_equal_the_general_counts(
                                      dry_run=True, **kw))
         real = import_audience(ws, "e", 100, "emailAes", force_reconciliation=forced, **kw)
         assert counts(real) == dry
-        outcomes = dict(zip(*real.member_outcomes[["id", "outcome"]].T.values)) if kw else {}
+        frame = real.member_outcomes if kw else None
+        outcomes = {} if frame is None else dict(zip(frame["id"], frame["outcome"], strict=True))
         return dry, audience_members(ws, "e"), outcomes
 
     fast = run()
