@@ -19,7 +19,14 @@ import pyarrow.compute as pc
 
 from . import ids
 from .config import DataSource, WorkspaceConfig
-from .store import CHUNK_ROWS, arrow, sql_identifier, transaction
+from .store import (
+    CHUNK_ROWS,
+    VISITOR_IDS_UNIQUE,
+    arrow,
+    bulk_writes,
+    sql_identifier,
+    transaction,
+)
 
 log = logging.getLogger("audtools")
 
@@ -62,7 +69,7 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                 )
         return False
     column = source.reconciliation_key or ""
-    with transaction(con):
+    with transaction(con), bulk_writes(con):
         con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
         con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
         if column in profile_columns(con):
@@ -106,8 +113,12 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
 
 
 def unique_keys(con: duckdb.DuckDBPyConnection, source: DataSource) -> bool:
-    """Whether no two profiles share a cached key of ``source`` (so a key matches at most one
-    profile). False when not known; call after :func:`refresh`."""
+    """Whether no two profiles share a key of ``source`` (a visitor ID, or a cached declared
+    ID), so that a member matches at most one profile. False when not known; for declared IDs
+    call after :func:`refresh`."""
+    if source.reconciliation == "visitor_id":
+        row = con.execute("SELECT value FROM meta WHERE key = ?", [VISITOR_IDS_UNIQUE]).fetchone()
+        return bool(row and row[0] == "true")
     row = con.execute(
         "SELECT unique_keys FROM derived_state WHERE data_source = ?", [source.id]
     ).fetchone()

@@ -30,7 +30,7 @@ from .formats.catalog import SharedAudience
 from .progress import bar
 from .runs import now_utc, run_log, sync_window, write_failure, write_result
 from .sharing import find_shared_audience
-from .store import CHUNK_ROWS, arrow, sql_string
+from .store import CHUNK_ROWS, arrow, bulk_writes, sql_string
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
 
 if TYPE_CHECKING:
@@ -492,8 +492,9 @@ def _reconcile(
     for table in ("_links", "_outcomes", "_audience"):
         con.execute(f"DROP TABLE IF EXISTS {table}")
     # A member matches one profile at most (and a profile one member at most).
-    one_profile = source.reconciliation == "declared_id" and derived.unique_keys(con, source)
-    one_member = one_profile and keys_unique
+    one_profile = derived.unique_keys(con, source)
+    # A profile has many visitor IDs, but one declared ID per data source.
+    one_member = one_profile and keys_unique and source.reconciliation == "declared_id"
     if source.reconciliation == "visitor_id":
         join, params = "JOIN visitors p ON p.visitor_id = m.k", []
     else:
@@ -566,7 +567,10 @@ def _store_audience(con: duckdb.DuckDBPyConnection, plan: _Plan, label: str, run
         [label, "file" if plan.file_audience else "experience_cloud", plan.shared.sid,
          plan.source.id, created, now, run_id],
     )
-    con.execute("INSERT INTO audience_members SELECT ?, profile_id, address FROM _audience", [label])
+    with bulk_writes(con):
+        con.execute(
+            "INSERT INTO audience_members SELECT ?, profile_id, address FROM _audience", [label]
+        )
 
 
 def _write_rejects(con: duckdb.DuckDBPyConnection, rejects: pa.Table, path: Path) -> None:

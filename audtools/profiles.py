@@ -467,6 +467,14 @@ def _add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, 
         "WHERE NOT EXISTS (SELECT 1 FROM visitors AS v "
         "WHERE v.profile_id = n.profile_id AND v.visitor_id = n.visitor_id)",
     )
+    if added:
+        # Recorded for the import: when no visitor ID belongs to two profiles, the count of
+        # matched members needs no DISTINCT (deleting rows later keeps it true).
+        con.execute(f"DELETE FROM meta WHERE key = '{store.VISITOR_IDS_UNIQUE}'")
+        con.execute(
+            f"INSERT INTO meta SELECT '{store.VISITOR_IDS_UNIQUE}', "
+            "(count(*) = count(DISTINCT visitor_id))::VARCHAR FROM visitors"
+        )
     rejected = bad_ids + unknown
     log.info(
         "visitors from %s: %d read, %d added, %d rejected (%d not 38 digits, %d unknown profile)",

@@ -75,6 +75,9 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 CHUNK_ROWS = 256 * 1024
+
+VISITOR_IDS_UNIQUE = "visitor_ids_unique"
+"""The ``meta`` key saying whether no visitor ID belongs to two profiles ('true'/'false')."""
 """Rows moved at once between DuckDB and Python code (Arrow slices and batches)."""
 
 _DUCKDB_CONFIG = {
@@ -270,6 +273,28 @@ def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None 
     """
     con.complete()
     return con.sql(sql, params=params).to_arrow_table()
+
+
+@contextlib.contextmanager
+def bulk_writes(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Write millions of new rows without DuckDB choosing a compression for them.
+
+    For tens of millions of distinct IDs DuckDB's analysis of which string compression pays
+    costs more than the insert itself (measured: 15 M segment-state rows in 3.5 s with it,
+    1.4 s without); the rows are then stored as they are, about three times larger on disk.
+    Used for the ID tables that a sync rewrites (segment state, audience members, the export
+    ledger, the derived-ID cache), not for profiles. Rows keep the storage they were written
+    with; everything reads them the same way.
+    """
+    try:
+        con.execute("SET force_compression = 'uncompressed'")
+    except duckdb.Error:  # a DuckDB without the setting: write as usual
+        yield con
+        return
+    try:
+        yield con
+    finally:
+        con.execute("RESET force_compression")
 
 
 @contextlib.contextmanager

@@ -173,6 +173,37 @@ def test_visitor_ids(ws: Workspace) -> None:
     assert counts(r2)["matched"] == 2 and counts(r2)["profiles"] == 3
 
 
+def test_visitor_ids_known_unique_count_like_the_general_queries(
+    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With vid(3) shared by P3 and P4 the workspace records that visitor IDs are not unique;
+    once P4 gets its own, the count without DISTINCT is used and agrees with the general one."""
+    rows = [f"{vid(1)}\t100", f"{vid(3)}\t100", f"{vid(5)}\t100", f"{vid(6)}\t100", f"{vid(9)}\t100"]
+    drop(ws, 14016, rows)
+    with ws.session() as con:
+        assert importing.derived.unique_keys(con, ws.config.data_sources["defaultDataSource"]) is False
+    shared = counts(import_audience(ws, "A", 100, "defaultDataSource"))
+    assert (shared["matched"], shared["profiles"]) == (4, 4)
+    with ws.session() as con:
+        con.execute(f"DELETE FROM visitors WHERE profile_id = 'P4' AND visitor_id = '{vid(3)}'")
+    (tmp_path / "v4.csv").write_text(f"profile_id,visitor_id\nP4,{vid(4)}\n")
+    load_profiles(ws, tmp_path / "profiles.csv", visitors=tmp_path / "v4.csv")
+    with ws.session() as con:
+        assert importing.derived.unique_keys(con, ws.config.data_sources["defaultDataSource"]) is True
+    for dry_run in (True, False):
+        fast = import_audience(ws, "A", 100, "defaultDataSource", dry_run=dry_run)
+        fast_members = audience_members(ws, "A")
+        with monkeypatch.context() as m:
+            m.setattr(importing.derived, "unique_keys", lambda con, source: False)
+            slow = import_audience(ws, "A", 100, "defaultDataSource", dry_run=dry_run)
+        assert counts(fast) == counts(slow) == {
+            "members": 5, "undecryptable": 0, "matched": 4, "unmatched": 1, "profiles": 3,
+            "addresses": 0, "type": "experience_cloud"}
+        if not dry_run:
+            assert fast_members == audience_members(ws, "A") == {"P1", "P3", "P5"}
+        assert fast.member_outcomes.equals(slow.member_outcomes)
+
+
 def test_plain_declared_ids_are_compared_with_trimmed_keys(ws: Workspace) -> None:
     drop(ws, 30001, ["000123\t100", "000124 \t100", "124\t100", "000127\t100", "a:b\t100"])
     r = import_audience(ws, "crm", 100, "crm")
