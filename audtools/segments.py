@@ -26,7 +26,6 @@ import pyarrow as pa
 
 from .config import DataSource, WorkspaceConfig
 from .errors import AudtoolsError, InputError
-from .store import bulk_writes
 from .formats.outbound import (
     OutboundName,
     OutboundReader,
@@ -36,6 +35,7 @@ from .formats.outbound import (
     parse_name,
     read_info,
 )
+from .store import bulk_writes
 
 log = logging.getLogger("audtools")
 
