@@ -289,16 +289,18 @@ def _prepare(
     _drop_temporaries(con)
     # profile_id is unique in profiles, and (profile_id, visitor_id) in visitors, whose rows
     # always belong to a profile and hold 38-digit IDs: profiles.load_profiles sees to it.
+    # Without a condition the targeted profiles and their IDs are views, not copies.
     if plan.condition:
         con.execute(
             f"CREATE TEMP TABLE _x_targeted AS SELECT profile_id FROM profiles WHERE ({plan.condition}) IS TRUE"
         )
     else:
-        con.execute("CREATE TEMP TABLE _x_targeted AS SELECT profile_id FROM profiles")
+        con.execute("CREATE TEMP VIEW _x_targeted AS SELECT profile_id FROM profiles")
     if source.reconciliation == "visitor_id":
         semi = "SEMI JOIN _x_targeted t ON v.profile_id = t.profile_id" if plan.condition else ""
+        kind = "TABLE" if plan.condition else "VIEW"
         con.execute(
-            f"CREATE TEMP TABLE _x_pairs AS SELECT v.profile_id, v.visitor_id AS id FROM visitors v {semi}"
+            f"CREATE TEMP {kind} _x_pairs AS SELECT v.profile_id, v.visitor_id AS id FROM visitors v {semi}"
         )
     else:
         derived.refresh(con, ws.config, source)
@@ -311,8 +313,13 @@ def _prepare(
             con.execute(f"CREATE TEMP TABLE _x_pairs AS {keys}", [source.id])
         else:
             _encrypt_pairs(con, keys, plan)
-    # Each new ID once, even when several profiles share it.
-    con.execute("CREATE TEMP TABLE _x_ids AS SELECT DISTINCT id FROM _x_pairs")
+    # Each new ID once, even when several profiles share it; when no two profiles share one
+    # (recorded when profiles are loaded), the IDs are the pairs' own.
+    unique = derived.unique_keys(con, source)
+    if unique:
+        con.execute("CREATE TEMP VIEW _x_ids AS SELECT id FROM _x_pairs")
+    else:
+        con.execute("CREATE TEMP TABLE _x_ids AS SELECT DISTINCT id FROM _x_pairs")
     shared_before = con.execute(
         "SELECT count(*) FROM export_ledger WHERE sid = ? AND data_source = ?", [sid, source.id]
     ).fetchall()[0][0]
@@ -324,8 +331,12 @@ def _prepare(
         )
     else:
         con.execute("CREATE TEMP VIEW _x_new AS SELECT id FROM _x_ids")
+    # A profile has one declared ID per data source at most, but may have many visitor IDs.
+    exported_sql = (
+        "count(*)" if source.reconciliation == "declared_id" else "count(DISTINCT profile_id)"
+    )
     targeted, exported, ids_total = con.execute(
-        "SELECT (SELECT count(*) FROM _x_targeted), (SELECT count(DISTINCT profile_id) FROM _x_pairs), "
+        f"SELECT (SELECT count(*) FROM _x_targeted), (SELECT {exported_sql} FROM _x_pairs), "
         "(SELECT count(*) FROM _x_ids)"
     ).fetchall()[0]
     new_ids = arrow(con, "SELECT id FROM _x_new")
@@ -342,11 +353,11 @@ def _prepare(
 
 
 def _drop_temporaries(con: duckdb.DuckDBPyConnection) -> None:
-    with contextlib.suppress(duckdb.Error):
-        con.execute("DROP VIEW IF EXISTS _x_new")
-    for table in ("_x_new", "_x_ids", "_x_pairs", "_x_targeted"):
-        with contextlib.suppress(duckdb.Error):
-            con.execute(f"DROP TABLE IF EXISTS {table}")
+    """Drop the export's temporary tables and views (each name is one or the other)."""
+    for name in ("_x_new", "_x_ids", "_x_pairs", "_x_targeted"):
+        for kind in ("VIEW", "TABLE"):
+            with contextlib.suppress(duckdb.Error):
+                con.execute(f"DROP {kind} IF EXISTS {name}")
 
 
 def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> None:

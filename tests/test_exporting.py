@@ -425,6 +425,21 @@ def test_declared_id_sources(ws: Workspace) -> None:
         assert again.ids_exported == 0 and again.ids_already_shared == len(rows)
 
 
+@pytest.mark.parametrize("source", ["crmDeclaredId", "emailSha256", "emailEncrypted"])
+def test_a_declared_id_shared_by_two_profiles_is_written_once(
+    ws: Workspace, tmp_path: Path, source: str
+) -> None:
+    """Profiles sharing a key make the derived-ID cache non-unique: the export deduplicates."""
+    plain = export(ws, data_source=source, segment_name="Before", dry_run=True)
+    (tmp_path / "twin.csv").write_text("profile_id,crm_id,email\np09,C001,ALICE@example.com\n")
+    load_profiles(ws, tmp_path / "twin.csv")
+    r = export(ws, data_source=source, segment_name=f"Twins {source}")
+    rows = [i for f in r.files for i, _ in onboarding.read_rows(ws.config.export_drop / f)]
+    assert len(rows) == len(set(rows)) == plain.ids_exported
+    assert r.profiles_exported == plain.profiles_exported + 1
+    assert r.ids_exported == plain.ids_exported
+
+
 def test_gzip_and_split(ws: Workspace) -> None:
     row = 38 + len(f"\td_sid={NEW_SID}\n")
     r = export(ws, gzip=True, max_file_bytes=3 * row)
