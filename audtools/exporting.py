@@ -358,6 +358,8 @@ def _drop_temporaries(con: duckdb.DuckDBPyConnection) -> None:
         for kind in ("VIEW", "TABLE"):
             with contextlib.suppress(duckdb.Error):
                 con.execute(f"DROP {kind} IF EXISTS {name}")
+    with contextlib.suppress(duckdb.Error, KeyError):
+        con.unregister("_x_pairs")  # the Arrow pairs of an encrypted data source
 
 
 def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> None:
@@ -367,13 +369,16 @@ def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> No
     source = plan.source
     assert plan.key is not None and source.iv is not None
     plain = arrow(con, keys, [source.id])
-    con.execute("CREATE TEMP TABLE _x_pairs (profile_id VARCHAR, id VARCHAR)")
+    chunks = []
     for start in range(0, plain.num_rows, CHUNK_ROWS):
         part = plain.slice(start, CHUNK_ROWS)
         cipher = crypto.encrypt(part["id"].combine_chunks(), plan.key, source.iv, source.encoding)
-        con.register("_x_chunk", pa.table({"profile_id": part["profile_id"], "id": cipher}))
-        con.execute("INSERT INTO _x_pairs SELECT profile_id, id FROM _x_chunk WHERE id IS NOT NULL")
-        con.unregister("_x_chunk")
+        pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "id": cipher})
+        chunks.append(pairs.filter(pc.is_valid(cipher)) if cipher.null_count else pairs)
+    schema = pa.schema([("profile_id", pa.string()), ("id", pa.string())])
+    # Handed to DuckDB as Arrow (scanned in place) rather than inserted into a table.
+    con.register("_x_pairs", pa.Table.from_batches(
+        [b for c in chunks for b in c.cast(schema).to_batches()], schema))
 
 
 def _transition_tables(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, pa.Table]:
