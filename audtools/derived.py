@@ -73,9 +73,12 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
         con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
         con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
         if column in profile_columns(con):
+            name = sql_identifier(column)
             values = arrow(
-                con, f"SELECT profile_id, {sql_identifier(column)}::VARCHAR AS v FROM profiles"
+                con,
+                f"SELECT profile_id, {name}::VARCHAR AS v FROM profiles WHERE {name} IS NOT NULL",
             )
+            chunks = []
             for start in range(0, values.num_rows, CHUNK_ROWS):
                 part = values.slice(start, CHUNK_ROWS)
                 keys = ids.declared_ids(
@@ -88,13 +91,17 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                     iv=None,
                     encoding=source.encoding,
                 )
-                chunk = pa.table({"profile_id": part["profile_id"], "k": keys}).filter(
-                    pc.is_valid(keys)
-                )
-                con.register("_chunk", chunk)
+                pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "k": keys})
+                chunks.append(pairs.filter(pc.is_valid(keys)) if keys.null_count else pairs)
+            # One insert of every chunk (one per chunk cost several times more).
+            schema = pa.schema([("profile_id", pa.string()), ("k", pa.string())])
+            con.register("_chunk", pa.Table.from_batches(
+                [b for c in chunks for b in c.cast(schema).to_batches()], schema))
+            try:
                 con.execute(
                     "INSERT INTO derived_ids SELECT ?, profile_id, k FROM _chunk", [source.id]
                 )
+            finally:
                 con.unregister("_chunk")
         else:
             log.warning(

@@ -169,3 +169,23 @@ def test_the_cli_waits_for_lock_timeout_then_exits_1_busy(workspace: Workspace) 
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
+
+
+def test_duckdb_memory_is_bounded_by_default_and_by_the_environment(
+    workspace: Workspace, monkeypatch: pytest.MonkeyPatch, runner
+) -> None:
+    from audtools.cli import cli
+
+    def limit() -> str:
+        with workspace.session() as con:
+            return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
+
+    monkeypatch.delenv(store.MEMORY_LIMIT_ENV, raising=False)
+    assert limit() == "2.7 GiB"  # 3GB, as DuckDB shows it
+    monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "512MB")
+    assert limit() == "488.2 MiB"
+    monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "lots")
+    result = runner.invoke(cli, ["check", "-w", str(workspace.root)])
+    assert result.exit_code == 1
+    assert "AUDTOOLS_MEMORY_LIMIT='lots' is not a memory size" in result.output
+    assert "Traceback" not in result.output
