@@ -101,9 +101,8 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     Raises:
         AudtoolsError: ``bad_config`` when ``AUDTOOLS_MEMORY_LIMIT`` is not a size DuckDB reads.
     """
-    config = dict(_DUCKDB_CONFIG)
     limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
-    con = duckdb.connect(str(path), read_only=read_only, config=config)
+    con = duckdb.connect(str(path), read_only=read_only, config=dict(_DUCKDB_CONFIG))
     try:
         con.execute(f"SET memory_limit = {sql_string(limit)}")
     except duckdb.Error as exc:
