@@ -431,12 +431,16 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
     with bulk_writes(con):
         if batch.mode == "full":
             con.execute("DELETE FROM segment_state WHERE data_source = ?", [source.id])
-            con.execute(
-                # DISTINCT on the pairs alone, the constant added after: about 25 % less CPU.
-                "INSERT INTO segment_state SELECT ?, id, sid "
-                "FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1)",
-                [source.id],
+            # Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and
+            # the rows go in as they are (counting the hashes costs half the DISTINCT).
+            total, hashes = con.execute(
+                "SELECT count(*), count(DISTINCT hash(id, sid)) FROM _stage WHERE op = 1"
+            ).fetchall()[0]
+            pairs = (
+                "_stage WHERE op = 1" if total == hashes
+                else "(SELECT DISTINCT id, sid FROM _stage WHERE op = 1)"
             )
+            con.execute(f"INSERT INTO segment_state SELECT ?, id, sid FROM {pairs}", [source.id])
             return
         con.execute(
             """
