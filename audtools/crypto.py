@@ -28,7 +28,8 @@ import binascii
 import os
 import re
 import stat
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -38,7 +39,7 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from .arrays import as_mask, buffers, from_buffers
+from .arrays import as_mask, buffers, from_buffers, map_chunks
 from .errors import AudtoolsError, KeyProblem
 
 __all__ = [
@@ -330,6 +331,20 @@ def _view(arr: np.ndarray) -> memoryview:
     return np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data
 
 
+def _per_thread(key: bytes, *, decrypt: bool) -> Callable[[], _Ecb]:
+    """A function giving each thread its own :class:`_Ecb` (contexts and buffers are not
+    shared between threads), made once per thread."""
+    local = threading.local()
+
+    def get() -> _Ecb:
+        ecb = getattr(local, "ecb", None)
+        if ecb is None:
+            ecb = local.ecb = _Ecb(key, decrypt=decrypt)
+        return ecb
+
+    return get
+
+
 class _Ecb:
     """One AES-ECB context and a reused output buffer (``update_into``)."""
 
@@ -368,9 +383,11 @@ def encrypt(
         AudtoolsError: ``bad_config`` for a wrong IV or an unknown encoding.
     """
     _check(key, iv, encoding)
-    ecb = _Ecb(key, decrypt=False)
     iv_words = np.frombuffer(iv, dtype=np.uint64)
-    return _concat([_encrypt_chunk(c, ecb, iv_words, encoding) for c in _chunks(values)])
+    ecb = _per_thread(key, decrypt=False)
+    return _concat(map_chunks(
+        lambda c: _encrypt_chunk(c, ecb(), iv_words, encoding), _chunks(values)
+    ))
 
 
 def _encrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_words: np.ndarray, encoding: str) -> pa.Array:
@@ -466,9 +483,11 @@ def decrypt(
         AudtoolsError: ``bad_config`` for a wrong IV or an unknown encoding.
     """
     _check(key, iv, encoding)
-    ecb = _Ecb(key, decrypt=True)
     iv_block = np.frombuffer(iv, dtype=np.uint8)
-    return _concat([_decrypt_chunk(c, ecb, iv_block, encoding) for c in _chunks(values)])
+    ecb = _per_thread(key, decrypt=True)
+    return _concat(map_chunks(
+        lambda c: _decrypt_chunk(c, ecb(), iv_block, encoding), _chunks(values)
+    ))
 
 
 def _decode_hex(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

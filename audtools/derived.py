@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import ids
+from .arrays import map_chunks
 from .config import DataSource, WorkspaceConfig
 from .store import (
     CHUNK_ROWS,
@@ -78,9 +79,8 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                 con,
                 f"SELECT profile_id, {name}::VARCHAR AS v FROM profiles WHERE {name} IS NOT NULL",
             )
-            chunks = []
-            for start in range(0, values.num_rows, CHUNK_ROWS):
-                part = values.slice(start, CHUNK_ROWS)
+
+            def pairs_of(part: pa.Table) -> pa.Table:
                 keys = ids.declared_ids(
                     part["v"].combine_chunks(),
                     kind=kind_of(source),
@@ -92,7 +92,12 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                     encoding=source.encoding,
                 )
                 pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "k": keys})
-                chunks.append(pairs.filter(pc.is_valid(keys)) if keys.null_count else pairs)
+                return pairs.filter(pc.is_valid(keys)) if keys.null_count else pairs
+
+            chunks = map_chunks(
+                pairs_of,
+                [values.slice(start, CHUNK_ROWS) for start in range(0, values.num_rows, CHUNK_ROWS)],
+            )
             # One insert of every chunk (one per chunk cost several times more).
             schema = pa.schema([("profile_id", pa.string()), ("k", pa.string())])
             con.register("_chunk", pa.Table.from_batches(

@@ -29,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import derived, pending
+from .arrays import map_chunks
 from .auth import check_operator
 from .config import DataSource
 from .errors import AudtoolsError, RefusedError
@@ -369,12 +370,17 @@ def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> No
     source = plan.source
     assert plan.key is not None and source.iv is not None
     plain = arrow(con, keys, [source.id])
-    chunks = []
-    for start in range(0, plain.num_rows, CHUNK_ROWS):
-        part = plain.slice(start, CHUNK_ROWS)
-        cipher = crypto.encrypt(part["id"].combine_chunks(), plan.key, source.iv, source.encoding)
+    key, iv = plan.key, source.iv
+
+    def encrypted(part: pa.Table) -> pa.Table:
+        cipher = crypto.encrypt(part["id"].combine_chunks(), key, iv, source.encoding)
         pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "id": cipher})
-        chunks.append(pairs.filter(pc.is_valid(cipher)) if cipher.null_count else pairs)
+        return pairs.filter(pc.is_valid(cipher)) if cipher.null_count else pairs
+
+    chunks = map_chunks(
+        encrypted,
+        [plain.slice(start, CHUNK_ROWS) for start in range(0, plain.num_rows, CHUNK_ROWS)],
+    )
     schema = pa.schema([("profile_id", pa.string()), ("id", pa.string())])
     # Handed to DuckDB as Arrow (scanned in place) rather than inserted into a table.
     con.register("_x_pairs", pa.Table.from_batches(

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import crypto, derived, ids, segments
+from .arrays import map_chunks
 from .auth import check_operator
 from .config import DataSource
 from .errors import AudtoolsError, RefusedError, describe
@@ -432,30 +433,34 @@ def _member_keys(
         [source.id, sid],
     )
     kind = derived.kind_of(source)
-    # Different canonical base64 texts are different ciphertexts, hence different plaintexts:
-    # keys can only coincide where normalising changed a plaintext (hex accepts either case).
-    unique = source.encoding == "base64"
-    ids_parts, key_parts = [], []
-    for start in range(0, members.num_rows, CHUNK_ROWS):
-        part = members["id"].slice(start, CHUNK_ROWS).combine_chunks()
-        plain = crypto.decrypt(part, plan.key, source.iv, source.encoding)
+    key, iv = plan.key, source.iv
+
+    def keys_of(part: pa.Array) -> tuple[pa.Array, bool]:
+        plain = crypto.decrypt(part, key, iv, source.encoding)
         norm = ids.normalise(plain, kind, region)
         if kind == "sms":
             # A decrypted number that does not parse is kept trimmed (SPEC §5.5).
             norm = pc.if_else(pc.is_null(norm), ids.trim_ascii(plain), norm)
         keys = pc.if_else(ids.is_declared_id(norm), norm, pa.scalar(None, pa.string()))
-        if unique:
-            unique = pc.all(pc.equal(keys, plain).fill_null(True)).as_py() is not False
-        ids_parts.append(part)
-        key_parts.append(keys)
+        # Different canonical base64 texts are different ciphertexts, hence different
+        # plaintexts: keys can only coincide where normalising changed a plaintext (hex
+        # accepts either case).
+        same = pc.all(pc.equal(keys, plain).fill_null(True)).as_py() is not False
+        return keys, same
+
+    parts = [
+        members["id"].slice(start, CHUNK_ROWS).combine_chunks()
+        for start in range(0, members.num_rows, CHUNK_ROWS)
+    ]
+    done = map_chunks(keys_of, parts)  # chunks side by side on the machine's cores
     table = pa.table(
         {
-            "id": pa.chunked_array(ids_parts, pa.string()),
-            "k": pa.chunked_array(key_parts, pa.string()),
+            "id": pa.chunked_array(parts, pa.string()),
+            "k": pa.chunked_array([keys for keys, _ in done], pa.string()),
         }
     )
     con.register("_mkeys", table)
-    return unique
+    return source.encoding == "base64" and all(same for _, same in done)
 
 
 def _drop_member_keys(con: duckdb.DuckDBPyConnection) -> None:

@@ -419,3 +419,30 @@ def test_key_bytes_not_in_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
         crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     _assert_no_key_text(info.value, text)
     assert "40 hex digits" in str(info.value)
+
+
+def test_map_chunks_keeps_order_uses_threads_and_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    from audtools import arrays
+
+    monkeypatch.setattr(arrays.os, "cpu_count", lambda: 2)
+    seen: set[str] = set()
+
+    def slow_square(x: int) -> int:
+        seen.add(threading.current_thread().name)
+        time.sleep(0.01 * (5 - x % 5))  # later items often finish first
+        return x * x
+
+    assert arrays.map_chunks(slow_square, range(10)) == [x * x for x in range(10)]
+    assert len(seen) == 2 and all(name.startswith("audtools") for name in seen)
+    assert arrays.map_chunks(slow_square, [3]) == [9]  # one item: no thread
+
+    def fails(x: int) -> int:
+        if x == 3:
+            raise ValueError("chunk 3")
+        return x
+
+    with pytest.raises(ValueError, match="chunk 3"):
+        arrays.map_chunks(fails, range(6))
