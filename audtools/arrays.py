@@ -9,8 +9,9 @@ each of those once for all three.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "buffers",
     "byte_lengths",
     "from_buffers",
+    "imap_chunks",
     "map_chunks",
 ]
 
@@ -164,3 +166,25 @@ def map_chunks(fn: Callable[[_In], _Out], items: Iterable[_In]) -> list[_Out]:
         return [fn(item) for item in todo]
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audtools") as pool:
         return list(pool.map(fn, todo))
+
+
+def imap_chunks(fn: Callable[[_In], _Out], items: Iterable[_In]) -> Iterator[_Out]:
+    """Like :func:`map_chunks`, but lazily: results come in order as they are ready, with only
+    a few items taken from ``items`` ahead of the one being consumed (memory stays bounded
+    while streaming a file). Closing the iterator waits for the work in flight."""
+    workers = min(MAX_THREADS, os.cpu_count() or 1)
+    if workers <= 1:
+        yield from map(fn, items)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="audtools") as pool:
+        flight: deque[Future[_Out]] = deque()
+        try:
+            for item in items:
+                flight.append(pool.submit(fn, item))
+                if len(flight) > workers:
+                    yield flight.popleft().result()
+            while flight:
+                yield flight.popleft().result()
+        finally:
+            for future in flight:
+                future.cancel()
