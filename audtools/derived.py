@@ -24,9 +24,9 @@ from .store import (
     CHUNK_ROWS,
     VISITOR_IDS_UNIQUE,
     arrow,
-    bulk_writes,
     sql_identifier,
     transaction,
+    uncompressed_writes,
 )
 
 log = logging.getLogger("audtools")
@@ -68,7 +68,8 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                 )
         return False
     column = source.reconciliation_key or ""
-    with transaction(con), bulk_writes(con):
+    uncompressed_writes(con)
+    with transaction(con):
         con.execute("DELETE FROM derived_ids WHERE data_source = ?", [source.id])
         con.execute("DELETE FROM derived_state WHERE data_source = ?", [source.id])
         if column in profile_columns(con):

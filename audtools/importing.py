@@ -31,7 +31,7 @@ from .formats.catalog import SharedAudience
 from .progress import bar
 from .runs import now_utc, run_log, sync_window, write_failure, write_result
 from .sharing import find_shared_audience
-from .store import CHUNK_ROWS, arrow, bulk_writes, sql_string
+from .store import CHUNK_ROWS, arrow, sql_string, uncompressed_writes
 from .workspace import Workspace, as_workspace, new_run_id, utc_text
 
 if TYPE_CHECKING:
@@ -572,10 +572,8 @@ def _store_audience(con: duckdb.DuckDBPyConnection, plan: _Plan, label: str, run
         [label, "file" if plan.file_audience else "experience_cloud", plan.shared.sid,
          plan.source.id, created, now, run_id],
     )
-    with bulk_writes(con):
-        con.execute(
-            "INSERT INTO audience_members SELECT ?, profile_id, address FROM _audience", [label]
-        )
+    uncompressed_writes(con)
+    con.execute("INSERT INTO audience_members SELECT ?, profile_id, address FROM _audience", [label])
 
 
 def _write_rejects(con: duckdb.DuckDBPyConnection, rejects: pa.Table, path: Path) -> None:

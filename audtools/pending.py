@@ -252,7 +252,8 @@ def _commit(
         "started_at": record["started_at"],
         "finished_at": utc_text(finished),
     }
-    with store.transaction(con), store.bulk_writes(con):
+    store.uncompressed_writes(con)
+    with store.transaction(con):
         ledger = record["ledger"]
         blocks = [new_ids] if new_ids is not None else _ids_from_parts(record)
         for block in blocks:

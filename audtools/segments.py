@@ -35,7 +35,7 @@ from .formats.outbound import (
     parse_name,
     read_info,
 )
-from .store import bulk_writes
+from .store import uncompressed_writes
 
 log = logging.getLogger("audtools")
 
@@ -428,37 +428,37 @@ def _md5_disagrees(files: list[DropFile], expected_md5: dict[str, str]) -> bool:
 
 def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
     """Apply the staged pairs: ``full`` replaces the state; ``iter`` removes then adds."""
-    with bulk_writes(con):
-        if batch.mode == "full":
-            con.execute("DELETE FROM segment_state WHERE data_source = ?", [source.id])
-            # Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and
-            # the rows go in as they are (counting the hashes costs half the DISTINCT).
-            total, hashes = con.execute(
-                "SELECT count(*), count(DISTINCT hash(id, sid)) FROM _stage WHERE op = 1"
-            ).fetchall()[0]
-            pairs = (
-                "_stage WHERE op = 1" if total == hashes
-                else "(SELECT DISTINCT id, sid FROM _stage WHERE op = 1)"
-            )
-            con.execute(f"INSERT INTO segment_state SELECT ?, id, sid FROM {pairs}", [source.id])
-            return
-        con.execute(
-            """
-            DELETE FROM segment_state s
-            USING (SELECT DISTINCT id, sid FROM _stage WHERE op = 0) r
-            WHERE s.data_source = ? AND s.id = r.id AND s.sid = r.sid
-            """,
-            [source.id],
+    uncompressed_writes(con)
+    if batch.mode == "full":
+        con.execute("DELETE FROM segment_state WHERE data_source = ?", [source.id])
+        # Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and
+        # the rows go in as they are (counting the hashes costs half the DISTINCT).
+        total, hashes = con.execute(
+            "SELECT count(*), count(DISTINCT hash(id, sid)) FROM _stage WHERE op = 1"
+        ).fetchall()[0]
+        pairs = (
+            "_stage WHERE op = 1" if total == hashes
+            else "(SELECT DISTINCT id, sid FROM _stage WHERE op = 1)"
         )
-        con.execute(
-            """
-            INSERT INTO segment_state
-            SELECT ?, a.id, a.sid FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1) a
-            ANTI JOIN (SELECT id, sid FROM segment_state WHERE data_source = ?) s
-              ON s.id = a.id AND s.sid = a.sid
-            """,
-            [source.id, source.id],
-        )
+        con.execute(f"INSERT INTO segment_state SELECT ?, id, sid FROM {pairs}", [source.id])
+        return
+    con.execute(
+        """
+        DELETE FROM segment_state s
+        USING (SELECT DISTINCT id, sid FROM _stage WHERE op = 0) r
+        WHERE s.data_source = ? AND s.id = r.id AND s.sid = r.sid
+        """,
+        [source.id],
+    )
+    con.execute(
+        """
+        INSERT INTO segment_state
+        SELECT ?, a.id, a.sid FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1) a
+        ANTI JOIN (SELECT id, sid FROM segment_state WHERE data_source = ?) s
+          ON s.id = a.id AND s.sid = a.sid
+        """,
+        [source.id, source.id],
+    )
 
 
 def batch_report(config: WorkspaceConfig, con: duckdb.DuckDBPyConnection) -> dict[str, object]:

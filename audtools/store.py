@@ -298,26 +298,21 @@ def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None 
     return con.sql(sql, params=params).to_arrow_table()
 
 
-@contextlib.contextmanager
-def bulk_writes(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
-    """Write millions of new rows without DuckDB choosing a compression for them.
+def uncompressed_writes(con: duckdb.DuckDBPyConnection) -> None:
+    """From now until ``con`` closes, store new rows without DuckDB choosing a compression.
 
     For tens of millions of distinct IDs DuckDB's analysis of which string compression pays
     costs more than the insert itself (measured: 15 M segment-state rows in 3.5 s with it,
     1.4 s without); the rows are then stored as they are, about three times larger on disk.
-    Used for the ID tables that a sync rewrites (segment state, audience members, the export
-    ledger, the derived-ID cache), not for profiles. Rows keep the storage they were written
-    with; everything reads them the same way.
+    The setting stays until the connection closes because rows not yet written when the
+    transaction commits are compressed by the checkpoint at close (an AES export of 10 M IDs
+    took 18 s with the setting reset after the insert, 11.6 s without). Called before the
+    inserts of the ID tables that a sync rewrites (segment state, audience members, the export
+    ledger, the derived-ID cache), never by the profile loader. Rows keep the storage they were
+    written with; everything reads them the same way.
     """
-    try:
+    with contextlib.suppress(duckdb.Error):  # a DuckDB without the setting: write as usual
         con.execute("SET force_compression = 'uncompressed'")
-    except duckdb.Error:  # a DuckDB without the setting: write as usual
-        yield con
-        return
-    try:
-        yield con
-    finally:
-        con.execute("RESET force_compression")
 
 
 @contextlib.contextmanager
