@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import crypto, phones
-from .arrays import NULL_STRING, as_mask, as_strings, buffers
+from .arrays import NULL_STRING, as_mask, as_strings, buffers, map_chunks
 from .crypto import Encoding
 from .errors import AudtoolsError, KeyProblem
 from .phone_metadata import meta_for_region as _meta_for_region  # noqa: F401 - tests read it here
@@ -220,10 +220,10 @@ def normalise_phone(arr: pa.Array | pa.ChunkedArray, default_region: str) -> pa.
         E.164 strings; null where the input is null or does not parse.
     """
     trimmed = trim_ascii(arr)
-    chunks = [
-        phones.to_e164(trimmed.slice(start, _CHUNK), default_region)
-        for start in range(0, len(trimmed), _CHUNK)
-    ]
+    chunks = map_chunks(
+        lambda start: phones.to_e164(trimmed.slice(start, _CHUNK), default_region),
+        range(0, len(trimmed), _CHUNK),
+    )
     return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 
 

@@ -483,9 +483,10 @@ def _reconcile(
 ) -> dict[str, int]:
     """Join the members (``_mkeys``) with the profiles and count.
 
-    With ``store``, fills ``_audience(profile_id, address)``, what the audience will hold; with
-    ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`. Without
-    either (a dry run's counts), one aggregate over the join does it all. ``keys_unique`` says
+    With ``store``, fills ``_audience(profile_id, address, …)``, what the audience will hold;
+    with ``outcomes``, ``_outcomes(id, outcome)`` for :attr:`ImportResult.member_outcomes`.
+    Without a table of links when it can: a dry run's counts come from one aggregate over the
+    join, an audience of profiles from one grouping of it. ``keys_unique`` says
     that no two members share a key; with the derived-ID cache's own flag (no two profiles share
     one), each member then matches at most one profile and the reverse, and the counts need no
     DISTINCT.
@@ -511,7 +512,21 @@ def _reconcile(
         (size,) = con.execute(
             f"SELECT count({'' if keys_unique else 'DISTINCT '}k) FROM _mkeys"
         ).fetchall()[0]
-    if not store and not outcomes:
+    if store and not outcomes and one_profile and not plan.file_audience:
+        # Each link is another member: the profiles and how many members each matched, in one
+        # pass over the join (no table of links).
+        links = "1" if one_member else "count(*)"
+        group = "" if one_member else "GROUP BY p.profile_id"
+        con.execute(
+            f"CREATE TEMP TABLE _audience AS SELECT p.profile_id, NULL::VARCHAR AS address, "
+            f"{links} AS links FROM _mkeys m {join} {group}",
+            params,
+        )
+        size, matched = con.execute(
+            "SELECT count(*), coalesce(sum(links), 0) FROM _audience"
+        ).fetchall()[0]
+    elif not outcomes and (not store or plan.file_audience):
+        # The counts from one aggregate over the join.
         matched_sql = "count(*)" if one_profile else "count(DISTINCT m.id)"
         profiles_sql = (
             "count(*)" if one_member else "count(DISTINCT m.k)" if one_profile
@@ -522,22 +537,24 @@ def _reconcile(
         ).fetchall()[0]
         if not plan.file_audience:
             size = profiles
+        elif store:
+            _file_audience(con, keys_unique)
     else:
         con.execute(f"CREATE TEMP TABLE _links AS SELECT m.id, p.profile_id FROM _mkeys m {join}", params)
         (matched,) = con.execute(
             f"SELECT count({'' if one_profile else 'DISTINCT '}id) FROM _links"
         ).fetchall()[0]
         if plan.file_audience:
-            con.execute(
-                f"CREATE TEMP TABLE _audience AS SELECT {'' if keys_unique else 'DISTINCT '}"
-                "NULL::VARCHAR AS profile_id, k AS address FROM _mkeys WHERE k IS NOT NULL"
-            )
-        else:
+            if store:
+                _file_audience(con, keys_unique)
+        elif store:
             con.execute(
                 f"CREATE TEMP TABLE _audience AS SELECT {'' if one_member else 'DISTINCT '}"
                 "profile_id, NULL::VARCHAR AS address FROM _links"
             )
             (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
+        else:
+            (size,) = con.execute("SELECT count(DISTINCT profile_id) FROM _links").fetchall()[0]
         if outcomes:
             linked = "_links" if one_profile else "(SELECT DISTINCT id FROM _links)"
             con.execute(
@@ -558,6 +575,14 @@ def _reconcile(
         "profiles": 0 if plan.file_audience else int(size),
         "addresses": int(size) if plan.file_audience else 0,
     }
+
+
+def _file_audience(con: duckdb.DuckDBPyConnection, keys_unique: bool) -> None:
+    """``_audience`` of a File audience: every decrypted address once."""
+    con.execute(
+        f"CREATE TEMP TABLE _audience AS SELECT {'' if keys_unique else 'DISTINCT '}"
+        "NULL::VARCHAR AS profile_id, k AS address FROM _mkeys WHERE k IS NOT NULL"
+    )
 
 
 def _store_audience(con: duckdb.DuckDBPyConnection, plan: _Plan, label: str, run_id: str) -> None:

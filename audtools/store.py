@@ -103,6 +103,9 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     """
     limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
     con = duckdb.connect(str(path), read_only=read_only, config=dict(_DUCKDB_CONFIG))
+    # audtools shows its own progress (tqdm, off with --quiet); DuckDB's bar would print on
+    # long queries from scripts and notebooks whatever --quiet says.
+    con.execute("SET enable_progress_bar = false")
     try:
         con.execute(f"SET memory_limit = {sql_string(limit)}")
     except duckdb.Error as exc:

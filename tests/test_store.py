@@ -182,6 +182,8 @@ def test_duckdb_memory_is_bounded_by_default_and_by_the_environment(
 
     monkeypatch.delenv(store.MEMORY_LIMIT_ENV, raising=False)
     assert limit() == "2.7 GiB"  # 3GB, as DuckDB shows it
+    with workspace.session() as con:  # audtools' own progress bars only
+        assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
     monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "512MB")
     assert limit() == "488.2 MiB"
     monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "lots")
