@@ -181,7 +181,7 @@ def test_duckdb_memory_is_bounded_by_default_and_by_the_environment(
             return str(con.execute("SELECT current_setting('memory_limit')").fetchone()[0])
 
     monkeypatch.delenv(store.MEMORY_LIMIT_ENV, raising=False)
-    assert limit() == "2.7 GiB"  # 3GB, as DuckDB shows it
+    assert limit() == "2.3 GiB"  # 2.5GB, as DuckDB shows it
     with workspace.session() as con:  # audtools' own progress bars only
         assert con.execute("SELECT current_setting('enable_progress_bar')").fetchone() == (False,)
     monkeypatch.setenv(store.MEMORY_LIMIT_ENV, "512MB")
