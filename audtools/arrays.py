@@ -25,6 +25,7 @@ __all__ = [
     "assemble",
     "buffers",
     "byte_lengths",
+    "derive_pairs",
     "from_buffers",
     "imap_chunks",
     "map_chunks",
@@ -188,3 +189,29 @@ def imap_chunks(fn: Callable[[_In], _Out], items: Iterable[_In]) -> Iterator[_Ou
         finally:
             for future in flight:
                 future.cancel()
+
+
+def derive_pairs(
+    table: pa.Table,
+    column: str,
+    derive: Callable[[pa.Array], pa.Array],
+    name: str,
+    chunk_rows: int,
+) -> pa.Table:
+    """``(profile_id, name)``: each row's ``derive(column)``, rows deriving null left out.
+
+    ``table`` holds ``profile_id`` and ``column``; it is derived ``chunk_rows`` rows at a time
+    on a few threads (:func:`map_chunks`) and comes back as one table of string columns, ready
+    to hand to DuckDB.
+    """
+
+    def pairs_of(part: pa.Table) -> pa.Table:
+        values = derive(part[column].combine_chunks())
+        pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), name: values})
+        return pairs.filter(pc.is_valid(values)) if values.null_count else pairs
+
+    chunks = map_chunks(
+        pairs_of, [table.slice(start, chunk_rows) for start in range(0, table.num_rows, chunk_rows)]
+    )
+    schema = pa.schema([("profile_id", pa.string()), (name, pa.string())])
+    return pa.Table.from_batches([b for c in chunks for b in c.cast(schema).to_batches()], schema)

@@ -15,10 +15,9 @@ import logging
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from . import ids
-from .arrays import map_chunks
+from .arrays import derive_pairs
 from .config import DataSource, WorkspaceConfig
 from .store import (
     CHUNK_ROWS,
@@ -79,9 +78,9 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                 f"SELECT profile_id, {name}::VARCHAR AS v FROM profiles WHERE {name} IS NOT NULL",
             )
 
-            def pairs_of(part: pa.Table) -> pa.Table:
-                keys = ids.declared_ids(
-                    part["v"].combine_chunks(),
+            def keys_of(values: pa.Array) -> pa.Array:
+                return ids.declared_ids(
+                    values,
                     kind=kind_of(source),
                     default_region=config.default_region,
                     hash=source.hash,
@@ -90,17 +89,9 @@ def refresh(con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: Dat
                     iv=None,
                     encoding=source.encoding,
                 )
-                pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "k": keys})
-                return pairs.filter(pc.is_valid(keys)) if keys.null_count else pairs
 
-            chunks = map_chunks(
-                pairs_of,
-                [values.slice(start, CHUNK_ROWS) for start in range(0, values.num_rows, CHUNK_ROWS)],
-            )
             # One insert of every chunk (one per chunk cost several times more).
-            schema = pa.schema([("profile_id", pa.string()), ("k", pa.string())])
-            con.register("_chunk", pa.Table.from_batches(
-                [b for c in chunks for b in c.cast(schema).to_batches()], schema))
+            con.register("_chunk", derive_pairs(values, "v", keys_of, "k", CHUNK_ROWS))
             try:
                 con.execute(
                     "INSERT INTO derived_ids SELECT ?, profile_id, k FROM _chunk", [source.id]

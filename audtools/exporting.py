@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from . import derived, pending
-from .arrays import map_chunks
+from .arrays import derive_pairs
 from .auth import check_operator
 from .config import DataSource
 from .errors import AudtoolsError, RefusedError
@@ -371,20 +371,10 @@ def _encrypt_pairs(con: duckdb.DuckDBPyConnection, keys: str, plan: _Plan) -> No
     assert plan.key is not None and source.iv is not None
     plain = arrow(con, keys, [source.id])
     key, iv = plan.key, source.iv
-
-    def encrypted(part: pa.Table) -> pa.Table:
-        cipher = crypto.encrypt(part["id"].combine_chunks(), key, iv, source.encoding)
-        pairs = pa.table({"profile_id": part["profile_id"].combine_chunks(), "id": cipher})
-        return pairs.filter(pc.is_valid(cipher)) if cipher.null_count else pairs
-
-    chunks = map_chunks(
-        encrypted,
-        [plain.slice(start, CHUNK_ROWS) for start in range(0, plain.num_rows, CHUNK_ROWS)],
-    )
-    schema = pa.schema([("profile_id", pa.string()), ("id", pa.string())])
     # Handed to DuckDB as Arrow (scanned in place) rather than inserted into a table.
-    con.register("_x_pairs", pa.Table.from_batches(
-        [b for c in chunks for b in c.cast(schema).to_batches()], schema))
+    con.register("_x_pairs", derive_pairs(
+        plain, "id", lambda v: crypto.encrypt(v, key, iv, source.encoding), "id", CHUNK_ROWS
+    ))
 
 
 def _transition_tables(con: duckdb.DuckDBPyConnection) -> tuple[pa.Table, pa.Table]:
