@@ -30,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -221,6 +221,7 @@ def run_job(
     parameters: Mapping[str, Any] | None = None,
     *,
     timeout: float | None = None,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run a notebook as a sync job: one run of the workspace, with its report.
 
@@ -231,6 +232,8 @@ def run_job(
         parameters: values for names of the ``parameters`` cell (scalars); ``workspace`` and
             ``run_id`` are injected and cannot be given.
         timeout: seconds a cell may run (default: no limit).
+        progress: called with a line of text as the job moves on (the notebook starts, ends,
+            the report is written); jobs show no progress bars.
 
     Returns:
         The run's ``result.json`` object with ``report`` (the path of ``report.html``, relative
@@ -263,6 +266,8 @@ def run_job(
         "parameters": params,
         "executed": _relative(executed, ws.root),
     }
+    say = progress or (lambda line: None)
+    say(f"run {run_id}: running {job['notebook']}")
     try:
         error = _execute(path, executed, {**params, "workspace": str(ws.root), "run_id": run_id},
                          folder, timeout)
@@ -293,6 +298,9 @@ def run_job(
 
     from . import rendering
 
+    elapsed = (now_utc() - started).total_seconds()
+    say(f"run {run_id}: notebook {'failed' if error else 'done'} in {elapsed:.0f} s; "
+        "writing the report")
     html = folder / "report.html"
     try:
         rendering.render_report(executed, html, ws, result)

@@ -47,8 +47,11 @@ def run_cmd(
     from .jobs import JobFailed, read_parameters, run_job
 
     parameters = read_parameters(files, pairs)
+    # Text lines, no bars, and only to a terminal (standard error stays one line on failure).
+    show = not quiet and not as_json and sys.stderr.isatty()
     try:
-        result = run_job(workspace, notebook, parameters)
+        result = run_job(workspace, notebook, parameters,
+                         progress=(lambda line: click.echo(line, err=True)) if show else None)
     except JobFailed as exc:
         if as_json:
             click.echo(json.dumps({**exc.result, **exc.to_json()}, ensure_ascii=False))

@@ -303,8 +303,12 @@ def test_export_job_counts_equal_the_export_command(copy: Any) -> None:
     job_ws, cli_ws = copy("job"), copy("cli")
     params = {"segment_name": "Big spenders", "data_source": "samplesVisitorId",
               "where": "loyalty_points >= 500", "outbound_transition": "transitions/out.csv"}
-    result = jobs.run_job(job_ws, "export_audience", params)
+    lines: list[str] = []
+    result = jobs.run_job(job_ws, "export_audience", params, progress=lines.append)
     assert result["status"] == "succeeded" and result["kind"] == "export"
+    run_id = result["run_id"]
+    assert lines[0] == f"run {run_id}: running export_audience"  # text progress, no bars
+    assert lines[1].startswith(f"run {run_id}: notebook done in ") and len(lines) == 2
     assert result == json.loads((job_ws / result["report"]).parent.joinpath("result.json").read_text())
     assert (job_ws / "transitions" / "out.csv").is_file()
     assert [p.name for p in (job_ws / "drops" / "export").iterdir()] == result["files"]
