@@ -508,7 +508,10 @@ def _reconcile(
     members, undecryptable = con.execute(
         "SELECT count(*), count(*) FILTER (k IS NULL) FROM _mkeys"
     ).fetchall()[0]
-    if plan.file_audience:
+    if plan.file_audience and store:  # the addresses themselves, counted once made
+        _file_audience(con, keys_unique)
+        (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
+    elif plan.file_audience:
         (size,) = con.execute(
             f"SELECT count({'' if keys_unique else 'DISTINCT '}k) FROM _mkeys"
         ).fetchall()[0]
@@ -537,23 +540,18 @@ def _reconcile(
         ).fetchall()[0]
         if not plan.file_audience:
             size = profiles
-        elif store:
-            _file_audience(con, keys_unique)
     else:
         con.execute(f"CREATE TEMP TABLE _links AS SELECT m.id, p.profile_id FROM _mkeys m {join}", params)
         (matched,) = con.execute(
             f"SELECT count({'' if one_profile else 'DISTINCT '}id) FROM _links"
         ).fetchall()[0]
-        if plan.file_audience:
-            if store:
-                _file_audience(con, keys_unique)
-        elif store:
+        if store and not plan.file_audience:  # a File audience's is made above
             con.execute(
                 f"CREATE TEMP TABLE _audience AS SELECT {'' if one_member else 'DISTINCT '}"
                 "profile_id, NULL::VARCHAR AS address FROM _links"
             )
             (size,) = con.execute("SELECT count(*) FROM _audience").fetchall()[0]
-        else:
+        elif not plan.file_audience:
             (size,) = con.execute("SELECT count(DISTINCT profile_id) FROM _links").fetchall()[0]
         if outcomes:
             linked = "_links" if one_profile else "(SELECT DISTINCT id FROM _links)"
