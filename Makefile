@@ -20,7 +20,7 @@ demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imp
 	$(BIN)/audtools samples -w $(DEMO)
 	$(BIN)/audtools batches -w $(DEMO)
 	$(BIN)/audtools catalog -w $(DEMO)
-	$(BIN)/python -m audtools.demo $(DEMO)
+	$(BIN)/python -m audtools.samples.demo $(DEMO)
 	$(BIN)/audtools export -w $(DEMO) --where "loyalty_points >= 1000" --segment-name "Demo loyal customers" --data-source samplesVisitorId
 	$(BIN)/audtools run -w $(DEMO) import_audience -p label "Samples - High value visitors" -p shared_audience 10603117 -p data_source samplesVisitorId
 	$(BIN)/audtools run -w $(DEMO) match_rate_report -p period all

@@ -24,27 +24,27 @@ __version__ = "0.1.0"
 # public name -> the module that defines it
 _EXPORTS = {
     "AudtoolsError": "errors",
-    "ExportResult": "exporting",
-    "ImportResult": "importing",
-    "Targeting": "targeting",
+    "ExportResult": "exporting.flow",
+    "ImportResult": "importing.flow",
+    "Targeting": "exporting.targeting",
     "Workspace": "workspace",
-    "audience_members": "audiences",
-    "batches": "sharing",
-    "catalog": "sharing",
-    "delete_audience": "audiences",
-    "delete_profiles": "profiles",
-    "exclusion": "targeting",
-    "export_audience": "exporting",
-    "import_audience": "importing",
+    "audience_members": "workspace.audiences",
+    "batches": "shared_audiences",
+    "catalog": "shared_audiences",
+    "delete_audience": "workspace.audiences",
+    "delete_profiles": "profiles.loading",
+    "exclusion": "exporting.targeting",
+    "export_audience": "exporting.flow",
+    "import_audience": "importing.flow",
     "init_workspace": "workspace",
-    "intersection": "targeting",
-    "list_audiences": "audiences",
-    "load_profiles": "profiles",
-    "query": "targeting",
-    "run_job": "jobs",
-    "runs": "jobs",
-    "save_audience": "exporting",
-    "union": "targeting",
+    "intersection": "exporting.targeting",
+    "list_audiences": "workspace.audiences",
+    "load_profiles": "profiles.loading",
+    "query": "exporting.targeting",
+    "run_job": "jobs.runner",
+    "runs": "jobs.runner",
+    "save_audience": "exporting.flow",
+    "union": "exporting.targeting",
 }
 
 __all__ = [
@@ -74,15 +74,15 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .audiences import audience_members, delete_audience, list_audiences
-    from .errors import AudtoolsError
-    from .exporting import ExportResult, export_audience, save_audience
-    from .importing import ImportResult, import_audience
-    from .jobs import run_job, runs
-    from .profiles import delete_profiles, load_profiles
-    from .sharing import batches, catalog
-    from .targeting import Targeting, exclusion, intersection, query, union
-    from .workspace import Workspace, init_workspace
+    from audtools.errors import AudtoolsError
+    from audtools.exporting.flow import ExportResult, export_audience, save_audience
+    from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
+    from audtools.importing.flow import ImportResult, import_audience
+    from audtools.jobs.runner import run_job, runs
+    from audtools.profiles.loading import delete_profiles, load_profiles
+    from audtools.shared_audiences import batches, catalog
+    from audtools.workspace import Workspace, init_workspace
+    from audtools.workspace.audiences import audience_members, delete_audience, list_audiences
 
 
 def __getattr__(name: str) -> Any:

@@ -2,9 +2,9 @@
 
 Every function returns a :class:`matplotlib.figure.Figure` built without pyplot (so nothing is
 shown, nor kept alive by pyplot's registry), or draws on the ``ax=`` it is given. None calls
-``show()``. The history charts take the run history of :func:`audtools.jobs.runs` (one row per
+``show()``. The history charts take the run history of :func:`audtools.jobs.runner.runs` (one row per
 run, newest first); the funnel takes one import's result (``result.json`` or
-:class:`~audtools.importing.ImportResult`).
+:class:`~audtools.importing.flow.ImportResult`).
 
 Charts show counts and rates only, never an ID.
 
@@ -97,7 +97,7 @@ def funnel_chart(
 
     Args:
         result: the import's ``result.json`` object (or an
-            :class:`~audtools.importing.ImportResult`).
+            :class:`~audtools.importing.flow.ImportResult`).
         encrypted: whether the data source is encrypted, which adds the *decrypted* stage; by
             default the stage is shown when some members could not be decrypted.
         ax: draw on these axes instead of a new figure.
@@ -181,7 +181,7 @@ def match_rate_chart(
     """The match rate of every import over time, one line per data source.
 
     Args:
-        runs: the run history of :func:`audtools.jobs.runs`; succeeded imports are drawn.
+        runs: the run history of :func:`audtools.jobs.runner.runs`; succeeded imports are drawn.
         data_source: draw only this data source.
         ax: draw on these axes instead of a new figure.
 
@@ -239,7 +239,7 @@ def unmatched_chart(
     """Why members did not match, stacked per import run: undecryptable and no profile.
 
     Args:
-        runs: the run history of :func:`audtools.jobs.runs`; succeeded imports are drawn (the
+        runs: the run history of :func:`audtools.jobs.runner.runs`; succeeded imports are drawn (the
             latest 30).
         data_source: draw only this data source.
         ax: draw on these axes instead of a new figure.
@@ -277,7 +277,7 @@ def exports_chart(
     """IDs exported versus IDs already shared, stacked per export run.
 
     Args:
-        runs: the run history of :func:`audtools.jobs.runs`; succeeded exports are drawn (the
+        runs: the run history of :func:`audtools.jobs.runner.runs`; succeeded exports are drawn (the
             latest 30).
         shared_audience: draw only the exports to this shared audience (its name).
         ax: draw on these axes instead of a new figure.

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from .errors import AudtoolsError
-from .workspace import Workspace, as_workspace
+from audtools.errors import AudtoolsError
+from audtools.workspace import Workspace, as_workspace
 
 
 def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None) -> dict[str, Any]:
@@ -18,9 +18,9 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         ``{"workspace", "problems": [...], "warnings": [...], "data_sources": {id: {...}}}``;
         no problem means the workspace is ready.
     """
-    from . import crypto
-    from .formats.outbound import read_info
-    from .sharing import catalog_entries
+    from audtools.columns import aes as crypto
+    from audtools.formats.outbound import read_info
+    from audtools.shared_audiences import catalog_entries
 
     ws = as_workspace(workspace)
     cfg = ws.config

@@ -3,7 +3,7 @@
 :func:`load_config` reads the workspace's configuration and reports every problem at once in one
 :class:`~audtools.errors.ConfigError`, each naming the entry, the field and what is allowed. Keys
 are never read here: a data source only names where its key lives (``key_env`` or ``key_file``),
-and :mod:`audtools.crypto` reads it when the data source is used.
+and :mod:`audtools.columns.aes` reads it when the data source is used.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .errors import ConfigError, RefusedError
+from audtools.errors import ConfigError, RefusedError
 
 CONFIG_NAME = "audtools.toml"
 
@@ -170,7 +170,7 @@ def load_config(root: str | Path) -> WorkspaceConfig:
         WorkspaceError: when the folder holds no ``audtools.toml``.
         ConfigError: listing every problem of the file at once.
     """
-    from .errors import WorkspaceError
+    from audtools.errors import WorkspaceError
 
     root = Path(root).resolve()
     path = root / CONFIG_NAME

@@ -253,7 +253,8 @@ def _done(folder: Path, name: str) -> bool:
 def _stamp(name: str) -> str:
     stamp = f"gen {GEN_VERSION}"
     if name == "template":
-        from audtools import __version__, store
+        from audtools import __version__
+        from audtools.workspace import database as store
 
         stamp += f" audtools {__version__} schema {store.SCHEMA_VERSION}"
     return stamp
@@ -384,7 +385,7 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     log(f"  visitor-ID batch written ({time.perf_counter() - started:.1f} s)")
 
     # The AES-email segment.
-    from audtools import crypto
+    from audtools.columns import aes as crypto
 
     rng = _rng(n, 4)
     has_email = np.flatnonzero(~no_email)
@@ -464,7 +465,7 @@ def ensure_template(n: int, force: bool = False) -> Path:
     if not force and _done(folder, "template") and template.is_dir():
         return template
     ensure_core(n)
-    from audtools.profiles import load_profiles
+    from audtools.profiles.loading import load_profiles
     from audtools.workspace import init_workspace
 
     started = time.perf_counter()

@@ -124,9 +124,10 @@ def _sample_check(rng_seed: int, got: pa.Array, inputs: pa.Array, reference: Cal
 def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
     """audtools' reconciliation query path (``importing._reconcile``) on N member IDs against the
     profiles' 1.5 N visitor IDs, in a read-only session on the workspace template."""
-    from audtools import importing, store
     from audtools.formats.catalog import SharedAudience
+    from audtools.importing import flow as importing
     from audtools.workspace import Workspace
+    from audtools.workspace import database as store
 
     template = bd.ensure_template(n)
     ws = Workspace(template)
@@ -175,7 +176,7 @@ def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
 
 
 def work_decrypt(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
-    from audtools import crypto
+    from audtools.columns import aes as crypto
 
     key, iv = _key_iv()
     values = _column(bd.size_dir(n) / "members_email.parquet", "id")
@@ -188,7 +189,7 @@ def work_decrypt(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
 
 
 def _phones(n: int, repeat: int, warmup: int, name: str) -> Result:
-    from audtools import ids
+    from audtools.columns import identifiers as ids
 
     values = _column(bd.size_dir(n) / f"{name}.parquet", "phone")
     times, out = _timed(lambda: ids.normalise_phone(values, "US"), repeat, warmup)
@@ -204,7 +205,7 @@ def work_phone_e164(n: int, repeat: int, warmup: int, arg: str | None) -> Result
 
 
 def work_sha256(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
-    from audtools import ids
+    from audtools.columns import identifiers as ids
 
     values = _column(bd.size_dir(n) / "emails_norm.parquet", "email")
     times, out = _timed(lambda: ids.sha256_hex(values), repeat, warmup)
@@ -230,7 +231,7 @@ def work_read_split(n: int, repeat: int, warmup: int, arg: str | None) -> Result
 def work_explorer(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
     """``import_audience(..., dry_run=True)`` of the AES-email segment (forced reconciliation) on
     a workspace where it was imported once (batch applied, derived-ID cache warm)."""
-    from audtools.importing import import_audience
+    from audtools.importing.flow import import_audience
     from audtools.workspace import Workspace
 
     os.environ[bd.KEY_ENV] = bd.KEY_HEX

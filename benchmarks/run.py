@@ -373,7 +373,7 @@ def step_reimport(row: Row, args: argparse.Namespace) -> None:
 
 EXPORT_SNIPPET = """\
 import json, sys
-from audtools.exporting import export_audience
+from audtools.exporting.flow import export_audience
 r = export_audience(sys.argv[1], segment_name=sys.argv[3], data_source=sys.argv[2], progress=False,
                     keep_transitions=False)
 print(json.dumps(r.to_json()))
@@ -387,7 +387,7 @@ def export_cli_available() -> bool:
     """Whether the command line has an ``export`` command yet (asked once)."""
     if not _EXPORT_CLI:
         try:
-            from audtools.cli import cli
+            from audtools.cli.main import cli
 
             _EXPORT_CLI.append("export" in cli.commands)
         except Exception:  # noqa: BLE001
@@ -398,10 +398,10 @@ def export_cli_available() -> bool:
 def step_export(row: Row, args: argparse.Namespace, aes: bool, warm: bool = False) -> None:
     n = row.n
     try:
-        import audtools.exporting  # noqa: F401
+        import audtools.exporting.flow  # noqa: F401
     except Exception as exc:  # noqa: BLE001
         row.unavailable = True
-        row.notes.append(f"not available: audtools.exporting does not import ({type(exc).__name__}: {exc})")
+        row.notes.append(f"not available: audtools.exporting.flow does not import ({type(exc).__name__}: {exc})")
         return
     source = bd.SOURCE_EMAILS if aes else bd.SOURCE_VISITORS
     if export_cli_available():

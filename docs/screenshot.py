@@ -14,9 +14,9 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from audtools.demo import compare_samples
-from audtools.jobs import run_job
-from audtools.runs import load_runs
+from audtools.samples.demo import compare_samples
+from audtools.jobs.runner import run_job
+from audtools.workspace.runs import load_runs
 from audtools.samples import create_samples
 from audtools.workspace import init_workspace
 

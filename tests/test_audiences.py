@@ -11,8 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from audtools.cli import cli
-from audtools.profiles import load_profiles
+from audtools.cli.main import cli
+from audtools.profiles.loading import load_profiles
 from audtools.workspace import Workspace, init_workspace
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"

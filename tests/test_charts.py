@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from audtools import charts
-from audtools.history import runs_frame
+from audtools.jobs.history import runs_frame
 
 
 def _import(run_id: str, started: str, source: str, label: str, members: int, matched: int,

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from audtools import __version__
-from audtools.cli import cli
+from audtools.cli.main import cli
 
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 
@@ -133,7 +133,7 @@ def test_the_cli_and_the_package_start_without_pandas() -> None:
     import subprocess
     import sys
 
-    code = "import sys, audtools, audtools.cli; assert 'pandas' not in sys.modules, 'pandas loaded'"
+    code = "import sys, audtools, audtools.cli.main; assert 'pandas' not in sys.modules, 'pandas loaded'"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 

@@ -14,7 +14,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audtools import crypto
+from audtools.columns import aes as crypto
 from audtools.errors import AudtoolsError, KeyProblem
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
@@ -425,7 +425,7 @@ def test_map_chunks_keeps_order_uses_threads_and_raises(monkeypatch: pytest.Monk
     import threading
     import time
 
-    from audtools import arrays
+    from audtools.columns import chunks as arrays
 
     monkeypatch.setattr(arrays.os, "cpu_count", lambda: 2)
     seen: set[str] = set()

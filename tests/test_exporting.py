@@ -18,13 +18,14 @@ import pytest
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from audtools import exporting, store
 from audtools.errors import AudtoolsError
-from audtools.exporting import export_audience, save_audience
+from audtools.exporting import flow as exporting
+from audtools.exporting.flow import export_audience, save_audience
+from audtools.exporting.targeting import query
 from audtools.formats import onboarding
-from audtools.profiles import load_profiles, load_visitors
-from audtools.targeting import query
+from audtools.profiles.loading import load_profiles, load_visitors
 from audtools.workspace import Workspace, init_workspace
+from audtools.workspace import database as store
 
 KEY = "00112233445566778899aabbccddeeff" * 2
 KEY_HEX = "0f" * 16
@@ -321,7 +322,7 @@ def test_export_to_a_new_segment(ws: Workspace, tmp_path: Path) -> None:
         ("export", "succeeded")
     ]
     # The new shared audience is in the catalog.
-    from audtools.sharing import catalog
+    from audtools.shared_audiences import catalog
 
     entry = [e for e in catalog(ws) if e.sid == NEW_SID]
     assert [(e.name, e.type, e.source) for e in entry] == [("Adults", "segment", "campaign")]
@@ -664,7 +665,7 @@ def test_a_killed_process_is_settled_by_the_next_one(ws: Workspace, point: str) 
     script = textwrap.dedent(
         f"""
         import os, sys
-        from audtools import exporting
+        from audtools.exporting import flow as exporting
         def crash(name):
             if name == {point!r}:
                 os._exit(9)
@@ -705,12 +706,12 @@ def test_an_export_failing_before_its_protocol_records_a_failed_run(ws: Workspac
 def test_audtools_runs_settles_an_interrupted_export_when_the_workspace_is_free(ws: Workspace) -> None:
     from click.testing import CliRunner
 
-    from audtools.cli import cli
+    from audtools.cli.main import cli
 
     script = textwrap.dedent(
         f"""
         import os
-        from audtools import exporting
+        from audtools.exporting import flow as exporting
         def crash(name):
             if name == "after_rename_part_1":
                 os._exit(9)
@@ -751,7 +752,7 @@ def to_outbound(
 
 
 def members(ws: Workspace, label: str) -> list[str]:
-    from audtools.audiences import audience_members
+    from audtools.workspace.audiences import audience_members
 
     frame = audience_members(ws, label)
     return sorted(frame.iloc[:, 0])
@@ -768,7 +769,7 @@ ROUND_TRIPS = [
 
 @pytest.mark.parametrize(("source", "force", "expected"), ROUND_TRIPS)
 def test_round_trip(ws: Workspace, source: str, force: bool, expected: list[str]) -> None:
-    from audtools.importing import import_audience
+    from audtools.importing.flow import import_audience
 
     r = export(ws, data_source=source, segment_name=f"RT {source}", where="age >= 18")
     assert sorted(set(r.outbound_transition["profile_id"])) == expected
@@ -783,7 +784,7 @@ def test_round_trip(ws: Workspace, source: str, force: bool, expected: list[str]
 
 
 def test_round_trip_of_aes_emails_without_the_flag_is_a_file_audience(ws: Workspace) -> None:
-    from audtools.importing import import_audience
+    from audtools.importing.flow import import_audience
 
     r = export(ws, data_source="emailEncrypted", segment_name="Emails", where="age >= 18")
     to_outbound(ws, r)

@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audtools import crypto, ids
+from audtools.columns import aes as crypto
+from audtools.columns import identifiers as ids
 from audtools.errors import AudtoolsError, KeyProblem
 
 ASCII_WS = " \t\r\n\x0b\x0c"

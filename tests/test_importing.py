@@ -14,11 +14,11 @@ from click.testing import CliRunner
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from audtools import importing
-from audtools.cli import cli
+from audtools.cli.main import cli
 from audtools.errors import AudtoolsError
-from audtools.importing import import_audience
-from audtools.profiles import load_profiles
+from audtools.importing import flow as importing
+from audtools.importing.flow import import_audience
+from audtools.profiles.loading import load_profiles
 from audtools.workspace import Workspace, init_workspace
 
 REPO_SAMPLES = Path(__file__).parent.parent / "data" / "samples"

@@ -17,11 +17,11 @@ import papermill
 import pytest
 from click.testing import CliRunner
 
-from audtools import jobs
-from audtools.cli import cli
-from audtools.jobs import JobError, read_parameters
-from audtools.runs import load_runs, write_result
+from audtools.cli.main import cli
+from audtools.jobs import runner as jobs
+from audtools.jobs.runner import JobError, read_parameters
 from audtools.workspace import Workspace
+from audtools.workspace.runs import load_runs, write_result
 
 REPO = Path(__file__).parent.parent
 NOTEBOOKS = REPO / "notebooks"
@@ -52,7 +52,7 @@ def copy(template: Path, tmp_path: Path) -> Any:
 def invoke(*args: str) -> Any:
     # Registers run, runs and report on the CLI (imported here, not at collection, so that
     # test_cli's list of commands is the one cli.py defines).
-    import audtools.jobs_cli  # noqa: F401
+    import audtools.cli.jobs  # noqa: F401
 
     return CliRunner().invoke(cli, [str(a) for a in args])
 
@@ -319,7 +319,7 @@ def test_export_job_counts_equal_the_export_command(copy: Any) -> None:
         assert direct.exit_code == 0, direct.output
         expected = json.loads(direct.stdout)
     else:  # the export command is being added to cli.py; the library is what it calls
-        from audtools.exporting import export_audience
+        from audtools.exporting.flow import export_audience
 
         expected = export_audience(cli_ws, segment_name="Big spenders",
                                    data_source="samplesVisitorId", where="loyalty_points >= 500",

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audtools import profiles as profiles_module
 from audtools.errors import AudtoolsError, InputError, RefusedError
-from audtools.profiles import (
+from audtools.profiles import loading as profiles_module
+from audtools.profiles.loading import (
     ProfileDelete,
     ProfileLoad,
     delete_profiles,

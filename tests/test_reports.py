@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
-from audtools import report
-from audtools.jobs import JobFailed, run_job
-from audtools.rendering import TEMPLATE_NAME, index_html, template_dir
-from audtools.runs import load_runs, write_result
+from audtools.jobs import report
+from audtools.jobs.rendering import TEMPLATE_NAME, index_html, template_dir
+from audtools.jobs.runner import JobFailed, run_job
 from audtools.samples import create_samples
 from audtools.workspace import Workspace, init_workspace
+from audtools.workspace.runs import load_runs, write_result
 
 CHROMIUM = "/usr/bin/chromium"
 EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")

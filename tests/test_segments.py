@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from audtools import segments
 from audtools.errors import InputError
-from audtools.store import transaction
+from audtools.importing import state as segments
 from audtools.workspace import Workspace
+from audtools.workspace.database import transaction
 
 DPID = 14016  # defaultDataSource, visitor IDs
 

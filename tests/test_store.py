@@ -14,9 +14,10 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from audtools import __version__, store
+from audtools import __version__
 from audtools.errors import WorkspaceBusy, WorkspaceError
 from audtools.workspace import Workspace, init_workspace, new_run_id
+from audtools.workspace import database as store
 
 
 def test_init_creates_the_layout(tmp_path: Path) -> None:
@@ -154,7 +155,7 @@ def test_the_cli_waits_for_lock_timeout_then_exits_1_busy(workspace: Workspace) 
     try:
         started = time.monotonic()
         out = subprocess.run(
-            [sys.executable, "-m", "audtools.cli", "catalog", "-w", str(workspace.root), "--json"],
+            [sys.executable, "-m", "audtools.cli.main", "catalog", "-w", str(workspace.root), "--json"],
             capture_output=True, text=True, timeout=60,
         )
         assert time.monotonic() - started >= 1
@@ -165,7 +166,7 @@ def test_the_cli_waits_for_lock_timeout_then_exits_1_busy(workspace: Workspace) 
         proc.kill()
         proc.wait()
     out = subprocess.run(
-        [sys.executable, "-m", "audtools.cli", "catalog", "-w", str(workspace.root), "--json"],
+        [sys.executable, "-m", "audtools.cli.main", "catalog", "-w", str(workspace.root), "--json"],
         capture_output=True, text=True, timeout=60,
     )
     assert out.returncode == 0, out.stderr
@@ -174,7 +175,7 @@ def test_the_cli_waits_for_lock_timeout_then_exits_1_busy(workspace: Workspace) 
 def test_duckdb_memory_is_bounded_by_default_and_by_the_environment(
     workspace: Workspace, monkeypatch: pytest.MonkeyPatch, runner
 ) -> None:
-    from audtools.cli import cli
+    from audtools.cli.main import cli
 
     def limit() -> str:
         with workspace.session() as con:

@@ -9,10 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audtools import store
 from audtools.errors import RefusedError
-from audtools.profiles import load_profiles
-from audtools.targeting import (
+from audtools.exporting.targeting import (
     Targeting,
     all_profiles,
     exclusion,
@@ -21,7 +19,9 @@ from audtools.targeting import (
     union,
     validate_condition,
 )
+from audtools.profiles.loading import load_profiles
 from audtools.workspace import Workspace
+from audtools.workspace import database as store
 
 PROFILES = """profile_id,age,country,email,optin
 p1,34,FR,a@example.com,true

@@ -18,12 +18,12 @@ import nbformat
 import pandas as pd
 import pytest
 
-from audtools.audiences import list_audiences
-from audtools.samples import CART, HIGH_VALUE, MOBILE, RULE, TRAIT
+from audtools.samples.batches import CART, HIGH_VALUE, MOBILE, RULE, TRAIT
 from audtools.widgets import CreateAudienceScreen, MatchRateExplorer, SaveAudienceScreen
 from audtools.widgets.create_audience import FORCE_HELP
 from audtools.widgets.save_audience import NEW_SEGMENT, TRANSITION_NAME
 from audtools.workspace import Workspace
+from audtools.workspace.audiences import list_audiences
 
 NOTEBOOKS = Path(__file__).parent.parent / "notebooks"
 SCREENS = {
@@ -36,7 +36,7 @@ HOLDER = textwrap.dedent(
     """
     import sys
     from pathlib import Path
-    from audtools.store import WorkspaceLock
+    from audtools.workspace.database import WorkspaceLock
     lock = WorkspaceLock(Path(sys.argv[1]), 0, sys.argv[2], "import")
     lock.acquire()
     print("locked", flush=True)

@@ -24,11 +24,12 @@ from typing import Any
 
 import pytest
 
-from audtools.audiences import list_audiences
-from audtools.importing import import_audience
-from audtools.samples import CART, TRAVEL, create_samples
-from audtools.targeting import query
+from audtools.exporting.targeting import query
+from audtools.importing.flow import import_audience
+from audtools.samples import create_samples
+from audtools.samples.batches import CART, TRAVEL
 from audtools.workspace import init_workspace
+from audtools.workspace.audiences import list_audiences
 
 pytestmark = pytest.mark.slow
 

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..errors import AudtoolsError, InputError
+from audtools.errors import AudtoolsError, InputError
 
 CATALOG_NAME = "catalog.json"
 SegmentType = Literal["segment", "trait", "rule", "key_value"]

@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ..errors import RefusedError
+from audtools.errors import RefusedError
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",

@@ -23,9 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from audtools.errors import InputError
-
-from .outbound_parse import REJECT_REASONS, IdRule
-from .outbound_rows import (
+from audtools.formats.outbound_parse import REJECT_REASONS, IdRule
+from audtools.formats.outbound_rows import (
     PAIRS_SCHEMA,
     REJECTS_SCHEMA,
     OutboundReader,

@@ -28,10 +28,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from audtools.columns.chunks import imap_chunks
 from audtools.errors import InputError
-
-from ..arrays import imap_chunks
-from .outbound_parse import REASON_NAMES, REJECT_REASONS, IdRule, Parsed, parse_block
+from audtools.formats.outbound_parse import (
+    REASON_NAMES,
+    REJECT_REASONS,
+    IdRule,
+    Parsed,
+    parse_block,
+)
 
 __all__ = [
     "PAIRS_SCHEMA",

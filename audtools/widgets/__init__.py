@@ -20,8 +20,8 @@ Example:
 
 from __future__ import annotations
 
-from .create_audience import CreateAudienceScreen
-from .match_rates import MatchRateExplorer
-from .save_audience import SaveAudienceScreen
+from audtools.widgets.create_audience import CreateAudienceScreen
+from audtools.widgets.match_rates import MatchRateExplorer
+from audtools.widgets.save_audience import SaveAudienceScreen
 
 __all__ = ["CreateAudienceScreen", "MatchRateExplorer", "SaveAudienceScreen"]

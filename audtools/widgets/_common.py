@@ -21,11 +21,11 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..config import DataSource, WorkspaceConfig
-from ..errors import AudtoolsError, WorkspaceBusy
-from ..formats.catalog import SharedAudience
-from ..runs import load_runs
-from ..workspace import Workspace
+from audtools.config import DataSource, WorkspaceConfig
+from audtools.errors import AudtoolsError, WorkspaceBusy
+from audtools.formats.catalog import SharedAudience
+from audtools.workspace import Workspace
+from audtools.workspace.runs import load_runs
 
 log = logging.getLogger("audtools")
 
@@ -198,7 +198,7 @@ def funnel_png(result: Any, encrypted: bool | None, dpi: int = 90, title: str | 
     Uses :func:`audtools.charts.funnel_chart`; draws a plain one when that module is unusable.
 
     Args:
-        result: an :class:`~audtools.importing.ImportResult`.
+        result: an :class:`~audtools.importing.flow.ImportResult`.
         encrypted: whether the data source is encrypted (adds the *decrypted* stage).
         dpi: the picture's resolution.
         title: what the chart is the funnel of (default: the audience's label).
@@ -207,7 +207,7 @@ def funnel_png(result: Any, encrypted: bool | None, dpi: int = 90, title: str | 
     if title is not None:
         data["audience"]["label"] = title
     try:
-        from ..charts import figure_png, funnel_chart
+        from audtools.charts import figure_png, funnel_chart
 
         return figure_png(funnel_chart(data, encrypted=encrypted), dpi=dpi)
     except (ImportError, AttributeError, TypeError):
@@ -332,7 +332,7 @@ class Screen:
 
     def check_operator(self, config: WorkspaceConfig) -> None:
         """Disable the screen, with the reason, for an operator who may not share audiences."""
-        from ..auth import check_operator
+        from audtools.workspace.operators import check_operator
 
         try:
             check_operator(config, self.operator)

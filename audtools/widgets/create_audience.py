@@ -18,10 +18,9 @@ import html
 
 import ipywidgets as W
 
-from ..importing import ImportResult, import_audience
-from ..sharing import catalog
-from ..workspace import Workspace
-from ._common import (
+from audtools.importing.flow import ImportResult, import_audience
+from audtools.shared_audiences import catalog
+from audtools.widgets._common import (
     CatalogScreen,
     button_row,
     data_source_field,
@@ -36,6 +35,7 @@ from ._common import (
     table,
     window_text,
 )
+from audtools.workspace import Workspace
 
 __all__ = ["FORCE_HELP", "TYPE_OPTIONS", "CreateAudienceScreen"]
 

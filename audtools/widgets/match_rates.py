@@ -17,12 +17,11 @@ import time
 
 import ipywidgets as W
 
-from ..errors import AudtoolsError, WorkspaceBusy
-from ..formats.catalog import SharedAudience
-from ..importing import ImportResult, import_audience
-from ..sharing import catalog
-from ..workspace import Workspace
-from ._common import (
+from audtools.errors import AudtoolsError, WorkspaceBusy
+from audtools.formats.catalog import SharedAudience
+from audtools.importing.flow import ImportResult, import_audience
+from audtools.shared_audiences import catalog
+from audtools.widgets._common import (
     CatalogScreen,
     button_row,
     field,
@@ -33,6 +32,7 @@ from ._common import (
     show,
     source_options,
 )
+from audtools.workspace import Workspace
 
 __all__ = ["EXPLORER_LABEL", "MatchRateExplorer"]
 

@@ -20,12 +20,11 @@ from typing import Any
 
 import ipywidgets as W
 
-from ..exporting import ExportResult, export_audience
-from ..formats.catalog import SharedAudience
-from ..sharing import catalog_entries
-from ..targeting import validate_condition
-from ..workspace import Workspace, new_run_id
-from ._common import (
+from audtools.exporting.flow import ExportResult, export_audience
+from audtools.exporting.targeting import validate_condition
+from audtools.formats.catalog import SharedAudience
+from audtools.shared_audiences import catalog_entries
+from audtools.widgets._common import (
     CatalogScreen,
     button_row,
     data_source_field,
@@ -39,6 +38,7 @@ from ._common import (
     table,
     window_text,
 )
+from audtools.workspace import Workspace, new_run_id
 
 __all__ = ["NEW_SEGMENT", "TRANSITION_NAME", "SaveAudienceScreen"]
 

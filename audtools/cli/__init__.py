@@ -1,0 +1,1 @@
+"""The ``audtools`` command line: a thin layer over the library (one module per command family)."""

@@ -1,0 +1,1 @@
+"""The one door to the drops: list, open for streaming reads, publish whole, remove."""

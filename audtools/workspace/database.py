@@ -1,0 +1,351 @@
+"""The Campaign database: connection, versioned schema and migrations, and the workspace lock.
+
+The database is one DuckDB file. DuckDB lets one process write a file at a time, and while it
+writes, no other process can even read it, so every command that opens the database first takes
+the workspace lock (:class:`WorkspaceLock`): an ``flock`` on ``.audtools.lock`` that the operating
+system releases when its holder dies. A waiting command gives up after ``lock_timeout`` seconds with
+``workspace_busy``, naming the run that holds the lock.
+
+The schema is versioned: :data:`MIGRATIONS` lists the steps from an empty file to the current
+version. Before migrating an existing database it is copied aside; a database migrated by a newer
+audtools is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from audtools import __version__
+from audtools.errors import AudtoolsError, WorkspaceBusy, WorkspaceError
+
+log = logging.getLogger("audtools")
+
+LOCK_NAME = ".audtools.lock"
+
+# Each step takes the schema from version i to i + 1. Tables are internal: the contract is the
+# files, the commands and the Python API (SPEC §2).
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE meta (key VARCHAR, value VARCHAR);
+    CREATE TABLE profiles (profile_id VARCHAR);
+    CREATE TABLE visitors (profile_id VARCHAR, visitor_id VARCHAR);
+    CREATE TABLE batches (
+        data_source VARCHAR, root VARCHAR, mode VARCHAR, timestamp_ms BIGINT,
+        files INTEGER, rows_read BIGINT, rows_rejected BIGINT, run_id VARCHAR,
+        applied_at TIMESTAMP);
+    CREATE TABLE batch_files (
+        data_source VARCHAR, root VARCHAR, name VARCHAR, size BIGINT, md5 VARCHAR,
+        mtime_ns BIGINT, run_id VARCHAR);
+    CREATE TABLE source_state (
+        data_source VARCHAR, last_file VARCHAR, last_root VARCHAR, last_timestamp_ms BIGINT);
+    CREATE TABLE segment_state (data_source VARCHAR, id VARCHAR, sid BIGINT);
+    CREATE TABLE shared_audiences (
+        sid BIGINT, name VARCHAR, created_at TIMESTAMP, run_id VARCHAR);
+    CREATE TABLE audiences (
+        label VARCHAR, type VARCHAR, sid BIGINT, data_source VARCHAR,
+        created_at TIMESTAMP, updated_at TIMESTAMP, run_id VARCHAR);
+    CREATE TABLE audience_members (label VARCHAR, profile_id VARCHAR, address VARCHAR);
+    CREATE TABLE export_ledger (sid BIGINT, data_source VARCHAR, id VARCHAR, run_id VARCHAR);
+    CREATE TABLE pending_exports (run_id VARCHAR, record VARCHAR, created_at TIMESTAMP);
+    CREATE TABLE runs (
+        run_id VARCHAR, kind VARCHAR, status VARCHAR, started_at TIMESTAMP,
+        finished_at TIMESTAMP, result VARCHAR);
+    CREATE TABLE derived_ids (data_source VARCHAR, profile_id VARCHAR, declared_id VARCHAR);
+    CREATE TABLE derived_state (data_source VARCHAR, fingerprint VARCHAR, profiles_version BIGINT);
+    """,
+    # Whether each data source's cached keys are all different: then one key matches at most one
+    # profile and the import's counts need no DISTINCT (NULL: not known yet).
+    """
+    ALTER TABLE derived_state ADD COLUMN unique_keys BOOLEAN;
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CHUNK_ROWS = 256 * 1024
+"""Rows moved at once between DuckDB and Python code (Arrow slices and batches)."""
+
+VISITOR_IDS_UNIQUE = "visitor_ids_unique"
+"""The ``meta`` key saying whether no visitor ID belongs to two profiles ('true'/'false')."""
+
+MEMORY_LIMIT_ENV = "AUDTOOLS_MEMORY_LIMIT"
+DEFAULT_MEMORY_LIMIT = "2.5GB"
+"""DuckDB's memory budget unless ``AUDTOOLS_MEMORY_LIMIT`` says otherwise (e.g. ``8GB``).
+
+Past it DuckDB spills to a temporary folder beside the database instead of growing: the first
+import of ten million visitor IDs peaks at 3.7 GiB (4.0 GiB with 3GB, 4.7 GiB unbounded) in
+the same time, within the benchmark's noise. Raise it on a big machine for hundreds of millions
+of IDs."""
+
+_DUCKDB_CONFIG = {
+    # Nothing may be fetched at run time.
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+}
+
+
+def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConnection:
+    """Open the DuckDB file with extension downloads turned off and the memory budget set.
+
+    Raises:
+        AudtoolsError: ``bad_config`` when ``AUDTOOLS_MEMORY_LIMIT`` is not a size DuckDB reads.
+    """
+    limit = os.environ.get(MEMORY_LIMIT_ENV, "").strip() or DEFAULT_MEMORY_LIMIT
+    con = duckdb.connect(str(path), read_only=read_only, config=dict(_DUCKDB_CONFIG))
+    # audtools shows its own progress (tqdm, off with --quiet); DuckDB's bar would print on
+    # long queries from scripts and notebooks whatever --quiet says.
+    con.execute("SET enable_progress_bar = false")
+    try:
+        con.execute(f"SET memory_limit = {sql_string(limit)}")
+    except duckdb.Error as exc:
+        con.close()
+        raise AudtoolsError(
+            f"{MEMORY_LIMIT_ENV}={limit!r} is not a memory size (write it like 3GB or 512MB): "
+            f"{str(exc).splitlines()[0]}",
+            code="bad_config",
+        ) from None
+    return con
+
+
+def schema_info(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
+    """The schema version of an open database (0 when empty) and the audtools that migrated it."""
+    has_meta = con.execute(
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta'"
+    ).fetchone()
+    if not has_meta or not has_meta[0]:
+        return 0, None
+    rows = dict(con.execute("SELECT key, value FROM meta").fetchall())
+    return int(rows.get("schema_version", "0")), rows.get("audtools_version")
+
+
+def _version_key(version: str | None) -> tuple[int, ...]:
+    """``"1.10.2"`` → ``(1, 10, 2)``, for comparing releases (unknown parts count as 0)."""
+    if not version:
+        return ()
+    out = []
+    for part in version.split("."):
+        digits = "".join(ch for ch in part if ch.isdigit())
+        out.append(int(digits) if digits else 0)
+    return tuple(out)
+
+
+def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """Bring the database at ``path`` (open as ``con``) to :data:`SCHEMA_VERSION`.
+
+    An existing database is copied to ``NAME.vN-TIMESTAMP.bak`` before it is changed.
+
+    Returns:
+        An open connection to the migrated database (``con`` itself, or a new one after a copy).
+
+    Raises:
+        WorkspaceError: ``workspace_too_new`` when a newer audtools migrated the database.
+    """
+    version, by = schema_info(con)
+    if version > SCHEMA_VERSION or _version_key(by) > _version_key(__version__):
+        con.close()
+        raise WorkspaceError(
+            f"The workspace database was migrated by audtools {by} (schema {version}); this is "
+            f"audtools {__version__} (schema {SCHEMA_VERSION}). Upgrade audtools to use it.",
+            code="workspace_too_new",
+        )
+    if version == SCHEMA_VERSION:
+        return con
+    if version > 0:
+        con.close()
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        backup = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
+        shutil.copy2(path, backup)
+        log.info("copied the database to %s before migrating it", backup.name)
+        con = connect(path)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for step in MIGRATIONS[version:]:
+            con.execute(step)
+        con.execute("DELETE FROM meta WHERE key IN ('schema_version', 'audtools_version')")
+        con.execute(
+            "INSERT INTO meta VALUES ('schema_version', ?), ('audtools_version', ?)",
+            [str(SCHEMA_VERSION), __version__],
+        )
+        con.execute("COMMIT")
+    except Exception:
+        con.execute("ROLLBACK")
+        raise
+    return con
+
+
+class WorkspaceLock:
+    """An exclusive, re-entrant (within one process) lock on a workspace folder.
+
+    The lock is ``flock`` on ``ROOT/.audtools.lock``; while held, the file says which run holds
+    it, so a waiting process can name it. The operating system releases it when the holder dies.
+
+    Args:
+        root: the workspace folder.
+        timeout: seconds to wait for another process before giving up.
+        run_id: the run taking the lock (named to waiters), if any.
+        purpose: what the holder is doing (``import``, ``profiles load``, ...).
+    """
+
+    _held: dict[Path, int] = {}
+    _mutex = threading.Lock()
+
+    def __init__(self, root: Path, timeout: float, run_id: str | None = None, purpose: str = "") -> None:
+        self.path = Path(root) / LOCK_NAME
+        self.timeout = timeout
+        self.run_id = run_id
+        self.purpose = purpose
+        self._fd: int | None = None
+        self._reentered = False
+
+    def holder(self) -> dict[str, object]:
+        """What the lock file says about its current holder (may be empty)."""
+        try:
+            text = self.path.read_text(encoding="utf-8")
+            return json.loads(text) if text.strip() else {}
+        except (OSError, ValueError):
+            return {}
+
+    def acquire(self) -> None:
+        """Take the lock, waiting up to ``timeout`` seconds.
+
+        Raises:
+            WorkspaceBusy: when another process still holds it after ``timeout``.
+        """
+        key = self.path.resolve()
+        with self._mutex:
+            if key in self._held:
+                self._held[key] += 1
+                self._reentered = True
+                return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + self.timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise self._busy() from None
+                time.sleep(0.1)
+        info = {
+            "run_id": self.run_id,
+            "pid": os.getpid(),
+            "purpose": self.purpose,
+            "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        self._fd = fd
+        with self._mutex:
+            self._held[key] = 1
+
+    def _busy(self) -> WorkspaceBusy:
+        holder = self.holder()
+        who = holder.get("run_id") or "a process without a run ID"
+        what = f" ({holder['purpose']})" if holder.get("purpose") else ""
+        pid = f", pid {holder['pid']}" if holder.get("pid") else ""
+        return WorkspaceBusy(
+            f"The workspace is busy: run {who}{what}{pid} has held it for more than "
+            f"{self.timeout:g} s. Wait for it to finish and try again.",
+            holder=holder,
+        )
+
+    def release(self) -> None:
+        """Release the lock (or one level of re-entry)."""
+        key = self.path.resolve()
+        with self._mutex:
+            if self._reentered:
+                self._held[key] -= 1
+                return
+            self._held.pop(key, None)
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    def __enter__(self) -> WorkspaceLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+# Functions run, in order, right after the database is opened and migrated, before the command
+# does anything else: audtools.exporting.publish (imported with audtools.exporting.flow) registers the settling
+# of interrupted exports here.
+STARTUP_HOOKS: list[Callable[..., None]] = []
+
+
+def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
+    """Run a query and return its rows as an Arrow table, without an extra copy.
+
+    DuckDB 2 refuses ``con.sql`` while an ``execute`` result is only partly fetched (after
+    ``fetchone``), so that result is finished first.
+    """
+    con.complete()
+    return con.sql(sql, params=params).to_arrow_table()
+
+
+def uncompressed_writes(con: duckdb.DuckDBPyConnection) -> None:
+    """From now until ``con`` closes, store new rows without DuckDB choosing a compression.
+
+    For tens of millions of distinct IDs DuckDB's analysis of which string compression pays
+    costs more than the insert itself (measured: 15 M segment-state rows in 3.5 s with it,
+    1.4 s without); the rows are then stored as they are, about three times larger on disk.
+    The setting stays until the connection closes because rows not yet written when the
+    transaction commits are compressed by the checkpoint at close (an AES export of 10 M IDs
+    took 18 s with the setting reset after the insert, 11.6 s without). Called before the
+    inserts of the ID tables that a sync rewrites (segment state, audience members, the export
+    ledger, the derived-ID cache), never by the profile loader. Rows keep the storage they were
+    written with; everything reads them the same way.
+    """
+    with contextlib.suppress(duckdb.Error):  # a DuckDB without the setting: write as usual
+        con.execute("SET force_compression = 'uncompressed'")
+
+
+@contextlib.contextmanager
+def transaction(con: duckdb.DuckDBPyConnection) -> Iterator[duckdb.DuckDBPyConnection]:
+    """``BEGIN`` … ``COMMIT``, or ``ROLLBACK`` when the block raises."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        yield con
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    con.execute("COMMIT")
+
+
+def sql_identifier(name: str) -> str:
+    """``name`` as a quoted SQL identifier, for a column named by a user's file.
+
+    Example:
+        >>> sql_identifier("signup date")
+        '"signup date"'
+    """
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a SQL string literal, e.g. a file path for ``COPY`` or ``read_csv``.
+
+    Example:
+        >>> sql_string("/tmp/it's.csv")
+        "'/tmp/it''s.csv'"
+    """
+    return "'" + text.replace("'", "''") + "'"
