@@ -44,18 +44,8 @@ import pyarrow.compute as pc
 from audtools.errors import RefusedError
 
 __all__ = [
-    "DEFAULT_MAX_FILE_BYTES",
-    "OnboardingName",
-    "PartPlan",
-    "file_name",
-    "free_timestamp",
-    "parse_name",
-    "part_names",
-    "plan_parts",
-    "read_ids",
-    "read_rows",
-    "row_suffix",
-    "temp_name",
+    "DEFAULT_MAX_FILE_BYTES", "OnboardingName", "PartPlan", "file_name", "free_timestamp",
+    "parse_name", "part_names", "plan_parts", "read_ids", "read_rows", "row_suffix", "temp_name",
     "write_parts",
 ]
 
@@ -371,26 +361,14 @@ def write_parts(
 
 
 def _decoded(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
-    """The bytes of an onboarding file, gunzipped when it is gzip, in blocks."""
-    first = fh.read(block_bytes)
-    if first[:2] != _GZIP_MAGIC:  # UTF-8 text cannot start with these two bytes
-        while first:
-            yield first
-            first = fh.read(block_bytes)
-        return
-    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    block = first
+    """The bytes of an onboarding file, gunzipped when it is gzip (one member, as written)."""
+    block = fh.read(block_bytes)
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if block[:2] == _GZIP_MAGIC else None
     while block:
-        out = inflate.decompress(block)
-        while inflate.eof and inflate.unused_data:  # a next gzip member
-            rest = inflate.unused_data
-            inflate = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            out += inflate.decompress(rest)
-        if out:
-            yield out
+        yield inflate.decompress(block) if inflate is not None else block
         block = fh.read(block_bytes)
-    if not inflate.eof:
-        raise ValueError("a gzip onboarding file is cut short")
+    if inflate is not None and (not inflate.eof or inflate.unused_data):
+        raise ValueError("a gzip onboarding file is cut short or holds more than one member")
 
 
 def read_ids(fh: BinaryIO, sid: int, *, block_bytes: int = 64 << 20) -> Iterator[pa.Array]:
