@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from audtools.errors import AudtoolsError
 from audtools.exporting import flow as exporting
+from audtools.exporting import publish
 from audtools.exporting.flow import export_audience, save_audience
 from audtools.exporting.targeting import query
 from audtools.formats import onboarding
@@ -131,7 +132,7 @@ def drop_rows(ws: Workspace) -> list[tuple[str, int]]:
     out = []
     for name in sorted(os.listdir(ws.config.export_drop)):
         if onboarding.parse_name(name):
-            out += onboarding.read_rows(ws.config.export_drop / name)
+            out += onboarding.read_rows((ws.config.export_drop / name).read_bytes())
     return out
 
 
@@ -346,7 +347,7 @@ def test_reexport_writes_only_new_ids_and_nothing_new_writes_no_file(
     assert (second.ids_exported, second.ids_already_shared) == (2, 6)
     assert second.profiles_exported == 7 and second.profiles_without_id == 1
     (name,) = second.files
-    assert sorted(onboarding.read_rows(ws.config.export_drop / name)) == [
+    assert sorted(onboarding.read_rows((ws.config.export_drop / name).read_bytes())) == [
         (vid(3), NEW_SID),
         (vid(8), NEW_SID),
     ]
@@ -403,7 +404,7 @@ def test_declared_id_sources(ws: Workspace) -> None:
     for source in ("crmDeclaredId", "emailSha256", "emailEncrypted", "emailHex"):
         r = export(ws, data_source=source, segment_name=f"S {source}")
         sid_of[source] = r.shared_audience.sid
-        rows = [i for f in r.files for i, _ in onboarding.read_rows(ws.config.export_drop / f)]
+        rows = [i for f in r.files for i, _ in onboarding.read_rows((ws.config.export_drop / f).read_bytes())]
         if source == "crmDeclaredId":
             assert sorted(rows) == ["C001", "C002", "C004", "C005", "C006", "C007", "C008"]
             assert r.profiles_without_id == 1
@@ -435,7 +436,7 @@ def test_a_declared_id_shared_by_two_profiles_is_written_once(
     (tmp_path / "twin.csv").write_text("profile_id,crm_id,email\np09,C001,ALICE@example.com\n")
     load_profiles(ws, tmp_path / "twin.csv")
     r = export(ws, data_source=source, segment_name=f"Twins {source}")
-    rows = [i for f in r.files for i, _ in onboarding.read_rows(ws.config.export_drop / f)]
+    rows = [i for f in r.files for i, _ in onboarding.read_rows((ws.config.export_drop / f).read_bytes())]
     assert len(rows) == len(set(rows)) == plain.ids_exported
     assert r.profiles_exported == plain.profiles_exported + 1
     assert r.ids_exported == plain.ids_exported
@@ -487,11 +488,6 @@ def test_targeting_api_and_save_audience(ws: Workspace) -> None:
     assert r2.profiles_targeted == 4
 
 
-def test_the_settling_hook_is_registered() -> None:
-    assert exporting.settle_pending_exports in store.STARTUP_HOOKS
-    assert store.STARTUP_HOOKS.count(exporting.settle_pending_exports) == 1
-
-
 # -- crash safety -------------------------------------------------------------------------------
 
 
@@ -505,16 +501,13 @@ CRASH_POINTS = [
     "after_write_part_2",
     "after_write_transitions",
     "after_written",
-    "after_link_part_1",
     "after_rename_part_1",
-    "after_link_part_2",
     "after_rename_part_2",
     "after_renames",
     "after_commit",
     "after_result",
 ]
 ROLLED_FORWARD = {
-    "after_link_part_2",
     "after_rename_part_2",
     "after_renames",
     "after_commit",
@@ -529,7 +522,7 @@ def crash_at(monkeypatch: pytest.MonkeyPatch, point: str | None) -> None:
         if name == point:
             raise Crash(name)
 
-    monkeypatch.setattr(exporting, "_crash_point", hook)
+    monkeypatch.setattr(publish, "_crash_point", hook)
 
 
 def check_clean(ws: Workspace) -> None:
@@ -581,6 +574,60 @@ def test_crash_settle_and_rerun(
     check_clean(ws)
     check_exactly_once(ws, NEW_SID, ALL_VISITOR_IDS)
     assert len(pd.read_csv(out, dtype=str)) == 7
+
+
+@pytest.mark.parametrize("crashed_after", ["after_renames", "after_write_part_1"])
+def test_the_next_command_settles_a_crashed_export(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, crashed_after: str
+) -> None:
+    """Any command that opens the workspace settles first: ``audtools batches`` here."""
+    from click.testing import CliRunner
+
+    from audtools.cli.main import cli
+
+    crash_at(monkeypatch, crashed_after)
+    with pytest.raises(Crash):
+        export(ws, segment_name="Crashy", max_file_bytes=TWO_PARTS)
+    crash_at(monkeypatch, None)
+    assert len(db_raw(ws, "SELECT run_id FROM pending_exports")) == 1
+    assert any(n.startswith(".audtools-") for n in drop_names(ws)) == (
+        crashed_after == "after_write_part_1"
+    )
+    result = CliRunner().invoke(cli, ["batches", "-w", str(ws.root), "--json"])
+    assert result.exit_code == 0, result.output
+    assert db_raw(ws, "SELECT count(*) FROM pending_exports") == [(0,)]
+    ledger = [r[0] for r in db_raw(ws, "SELECT id FROM export_ledger ORDER BY id")]
+    if crashed_after == "after_renames":  # every part was in place: rolled forward
+        assert len(drop_names(ws)) == 2
+        assert all(onboarding.parse_name(n) for n in drop_names(ws))
+        assert sorted(i for i, _ in drop_rows(ws)) == ledger == ALL_VISITOR_IDS
+    else:  # rolled back: no file, nothing shared
+        assert drop_names(ws) == [] and ledger == []
+
+
+@pytest.mark.parametrize("part", [1, 2])
+def test_a_crash_inside_the_drops_publish_is_settled(
+    ws: Workspace, monkeypatch: pytest.MonkeyPatch, part: int
+) -> None:
+    """A local drop publishes by a hard link then an unlink: a crash between them leaves a
+    part under both names, which the next session treats as renamed (and as ours)."""
+    crash_at(monkeypatch, f"after_rename_part_{part}")
+    with pytest.raises(Crash):
+        export(ws, segment_name="Crashy", max_file_bytes=TWO_PARTS)
+    crash_at(monkeypatch, None)
+    (record,) = [json.loads(r[0]) for r in db_raw(ws, "SELECT record FROM pending_exports")]
+    linked = record["parts"][part - 1]
+    drop = ws.config.export_drop
+    os.link(drop / linked["final"], drop / linked["temp"])  # the unlink did not happen
+    with ws.session():
+        pass
+    check_clean(ws)
+    if part == 2:  # every part reached its final name: rolled forward
+        assert drop_names(ws) == sorted(p["final"] for p in record["parts"])
+        check_exactly_once(ws, NEW_SID, ALL_VISITOR_IDS)
+    else:
+        assert drop_names(ws) == []
+        assert db(ws, "SELECT count(*) FROM export_ledger")[0][0] == 0
 
 
 def db_raw(ws: Workspace, sql: str) -> list[tuple[Any, ...]]:
@@ -642,7 +689,7 @@ def test_a_file_appearing_under_a_final_name_fails_the_export_cleanly(
             intruder.append(final)
 
     monkeypatch.setattr(onboarding, "free_timestamp", spy)
-    monkeypatch.setattr(exporting, "_crash_point", hook)
+    monkeypatch.setattr(publish, "_crash_point", hook)
     with pytest.raises(AudtoolsError) as info:
         export(ws, max_file_bytes=TWO_PARTS, outbound_transition=tmp_path / "o.csv")
     assert info.value.code == "name_taken"
@@ -665,11 +712,11 @@ def test_a_killed_process_is_settled_by_the_next_one(ws: Workspace, point: str) 
     script = textwrap.dedent(
         f"""
         import os, sys
-        from audtools.exporting import flow as exporting
+        from audtools.exporting import flow as exporting, publish
         def crash(name):
             if name == {point!r}:
                 os._exit(9)
-        exporting._crash_point = crash
+        publish._crash_point = crash
         exporting.export_audience({str(ws.root)!r}, segment_name="Killed",
                                   data_source="defaultDataSource", max_file_bytes={TWO_PARTS})
         sys.exit(0)
@@ -711,11 +758,11 @@ def test_audtools_runs_settles_an_interrupted_export_when_the_workspace_is_free(
     script = textwrap.dedent(
         f"""
         import os
-        from audtools.exporting import flow as exporting
+        from audtools.exporting import flow as exporting, publish
         def crash(name):
             if name == "after_rename_part_1":
                 os._exit(9)
-        exporting._crash_point = crash
+        publish._crash_point = crash
         exporting.export_audience({str(ws.root)!r}, segment_name="Killed",
                                   data_source="defaultDataSource", max_file_bytes={TWO_PARTS})
         """
@@ -742,7 +789,7 @@ def to_outbound(
     ids = [
         i
         for f in result.files
-        for i, s in onboarding.read_rows(ws.config.export_drop / f)
+        for i, s in onboarding.read_rows((ws.config.export_drop / f).read_bytes())
         if s == sid
     ]
     name = f"ftp_{source.destination_id}_{source.dpid}_full_{ts_ms}.sync"

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import gzip
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -85,14 +87,19 @@ def write(
     plans = ob.plan_parts(np.array([len(v.encode()) for v in values]), sid, limit)
     paths = [tmp / f"part{i}" for i in range(1, len(plans) + 1)]
     blocks = [arr.slice(i, chunk) for i in range(0, len(values), chunk)]
-    ob.write_parts(blocks, sid, plans, paths, gzip=gz)
+    ob.write_parts(blocks, sid, plans, creator(paths), gzip=gz)
     return paths
+
+
+def creator(paths: list[Path]) -> Callable[[int], BinaryIO]:
+    """What a drop's ``create`` gives: part N (from 1) as a new file, never replacing one."""
+    return lambda n: open(paths[n - 1], "xb")  # noqa: SIM115 - write_parts closes it
 
 
 def test_rows_are_id_tab_d_sid_lf(tmp_path: Path) -> None:
     (path,) = write(tmp_path, ["a", "ÿé", ids(1)[0]], 42, 10**9)
     assert path.read_bytes() == f"a\td_sid=42\nÿé\td_sid=42\n{ids(1)[0]}\td_sid=42\n".encode()
-    assert ob.read_rows(path) == [("a", 42), ("ÿé", 42), (ids(1)[0], 42)]
+    assert ob.read_rows(path.read_bytes()) == [("a", 42), ("ÿé", 42), (ids(1)[0], 42)]
 
 
 def test_split_never_cuts_a_row_and_keeps_every_row_once(tmp_path: Path) -> None:
@@ -102,7 +109,7 @@ def test_split_never_cuts_a_row_and_keeps_every_row_once(tmp_path: Path) -> None
     assert len(paths) == 4
     sizes = [p.stat().st_size for p in paths]
     assert sizes == [3 * row, 3 * row, 3 * row, row]
-    back = [r for p in paths for r in ob.read_rows(p)]
+    back = [r for p in paths for r in ob.read_rows(p.read_bytes())]
     assert back == [(v, 7) for v in values]
     for p in paths:
         assert p.read_bytes().endswith(b"\n")
@@ -127,20 +134,21 @@ def test_write_parts_never_replaces_a_file(tmp_path: Path) -> None:
 def test_write_parts_checks_the_plan(tmp_path: Path) -> None:
     plans = ob.plan_parts(np.array([38, 38]), 1, 10**9)
     with pytest.raises(ValueError, match="fewer IDs"):
-        ob.write_parts([pa.array(ids(1))], 1, plans, [tmp_path / "p1"])
+        ob.write_parts([pa.array(ids(1))], 1, plans, creator([tmp_path / "p1", tmp_path / "p2"]))
 
 
-def test_free_timestamp_moves_on_until_every_name_is_free(tmp_path: Path) -> None:
+def test_free_timestamp_moves_on_until_every_name_is_free() -> None:
     ts = 1764359400
-    assert ob.free_timestamp(tmp_path, 14016, ts, 1) == ts
-    (tmp_path / ob.file_name(14016, ts)).write_text("")
-    assert ob.free_timestamp(tmp_path, 14016, ts, 1) == ts + 1
+    names: set[str] = set()
+    assert ob.free_timestamp(names, 14016, ts, 1) == ts
+    names.add(ob.file_name(14016, ts))
+    assert ob.free_timestamp(names, 14016, ts, 1) == ts + 1
     # A split or gzip file of the same root takes the timestamp too.
-    (tmp_path / ob.file_name(14016, ts + 1, 2, gzip=True)).write_text("")
-    assert ob.free_timestamp(tmp_path, 14016, ts, 2) == ts + 2
+    names.add(ob.file_name(14016, ts + 1, 2, gzip=True))
+    assert ob.free_timestamp(names, 14016, ts, 2) == ts + 2
     # Another data source's files do not.
-    (tmp_path / ob.file_name(14017, ts + 2)).write_text("")
-    assert ob.free_timestamp(tmp_path, 14016, ts, 3) == ts + 2
+    names.add(ob.file_name(14017, ts + 2))
+    assert ob.free_timestamp(names, 14016, ts, 3) == ts + 2
 
 
 @pytest.mark.slow
@@ -153,7 +161,10 @@ def test_a_million_rows_are_written_in_a_second_or_so(tmp_path: Path) -> None:
     paths = [tmp_path / f"p{i}" for i in range(len(plans))]
     started = time.perf_counter()
     ob.write_parts(
-        [values.slice(i, 262_144) for i in range(0, len(values), 262_144)], 10603117, plans, paths
+        [values.slice(i, 262_144) for i in range(0, len(values), 262_144)],
+        10603117,
+        plans,
+        creator(paths),
     )
     elapsed = time.perf_counter() - started
     assert len(paths) == 3
@@ -167,16 +178,20 @@ def test_read_ids_streams_back_exactly_what_was_written(tmp_path: Path, gz: bool
     values = [v for v in values if v]  # an empty ID is never written
     row = max(len(v.encode()) for v in values) + len("\td_sid=9\n")
     paths = write(tmp_path, values, 9, 20 * row, gz=gz)
-    back = [
-        v for p in paths for block in ob.read_ids(p, 9, block_bytes=100) for v in block.to_pylist()
-    ]
+    back = [v for p in paths for v in read_back(p, 9, block_bytes=100)]
     assert back == values
+
+
+def read_back(path: Path, sid: int, **kwargs: int) -> list[str]:
+    """The IDs of a file through :func:`read_ids`, from a binary file object as a drop opens it."""
+    with open(path, "rb") as fh:
+        return [v for block in ob.read_ids(fh, sid, **kwargs) for v in block.to_pylist()]
 
 
 def test_read_ids_refuses_a_row_of_another_segment(tmp_path: Path) -> None:
     (path,) = write(tmp_path, ids(3), 9, 10**9)
     with pytest.raises(ValueError, match="d_sid=8"):
-        list(ob.read_ids(path, 8))
+        read_back(path, 8)
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ValueError, match="newline"):
-        list(ob.read_ids(path, 9))
+        read_back(path, 9)

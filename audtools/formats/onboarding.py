@@ -11,6 +11,10 @@ file of the drop shares the root ``ftp_dpm_DPID_TIMESTAMP`` (so two exports neve
 timestamp, whatever their compression or split). Parts are written under temporary names that do
 not look like onboarding files (:func:`temp_name`), then renamed by the caller.
 
+This module knows the format only: it never touches the export drop itself. The caller lists the
+drop's names for :func:`free_timestamp`, hands :func:`write_parts` the files the drop creates, and
+:func:`read_ids` the file the drop opens (:mod:`audtools.drops`).
+
 Rows are built and written in blocks: each block of IDs becomes one Arrow string array whose data
 buffer *is* the bytes of the rows, written with one call, so no Python code runs per row.
 
@@ -25,11 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip as gzip_module
+import io
 import os
 import re
-from collections.abc import Callable, Iterable, Iterator
+import zlib
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -38,19 +44,8 @@ import pyarrow.compute as pc
 from audtools.errors import RefusedError
 
 __all__ = [
-    "DEFAULT_MAX_FILE_BYTES",
-    "OnboardingName",
-    "PartPlan",
-    "file_name",
-    "fsync_dir",
-    "free_timestamp",
-    "parse_name",
-    "part_names",
-    "plan_parts",
-    "read_ids",
-    "read_rows",
-    "row_suffix",
-    "temp_name",
+    "DEFAULT_MAX_FILE_BYTES", "OnboardingName", "PartPlan", "file_name", "free_timestamp",
+    "parse_name", "part_names", "plan_parts", "read_ids", "read_rows", "row_suffix", "temp_name",
     "write_parts",
 ]
 
@@ -140,29 +135,32 @@ def parse_name(name: str) -> OnboardingName | None:
     )
 
 
-def free_timestamp(drop: Path, dpid: int, start: int, parts: int, *, gzip: bool = False) -> int:
+def free_timestamp(
+    existing: Collection[str], dpid: int, start: int, parts: int, *, gzip: bool = False
+) -> int:
     """The first timestamp from ``start`` at which every part name of the export is free.
 
-    A timestamp counts as taken when any file of ``drop`` has the root ``ftp_dpm_DPID_TS`` (a
-    plain, split or gzip file, or a name that merely starts that way), so an export never shares
-    a timestamp with another file of its data source.
+    A timestamp counts as taken when any name of ``existing`` (the drop's file names) has the
+    root ``ftp_dpm_DPID_TS`` (a plain, split or gzip file, or a name that merely starts that
+    way), so an export never shares a timestamp with another file of its data source.
+
+    Example:
+        >>> free_timestamp({"ftp_dpm_14016_1764359400.sync"}, 14016, 1764359400, 1)
+        1764359401
     """
     taken: set[int] = set()
     prefix = f"ftp_dpm_{int(dpid)}_"
-    with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(drop):
-            if entry.name.startswith(prefix):
-                digits = entry.name[len(prefix) : len(prefix) + 10]
-                if (
-                    digits.isascii()
-                    and digits.isdigit()
-                    and entry.name[len(prefix) + 10 : len(prefix) + 11] in ("", ".")
-                ):
-                    taken.add(int(digits))
+    for name in existing:
+        if name.startswith(prefix):
+            digits = name[len(prefix) : len(prefix) + 10]
+            if (
+                digits.isascii()
+                and digits.isdigit()
+                and name[len(prefix) + 10 : len(prefix) + 11] in ("", ".")
+            ):
+                taken.add(int(digits))
     ts = int(start)
-    while ts in taken or any(
-        (Path(drop) / n).exists() for n in part_names(dpid, ts, parts, gzip=gzip)
-    ):
+    while ts in taken or any(n in existing for n in part_names(dpid, ts, parts, gzip=gzip)):
         ts += 1
     return ts
 
@@ -233,22 +231,23 @@ def _rows_block(ids: pa.Array, suffix: pa.Scalar) -> tuple[memoryview, np.ndarra
 
 
 class _PartFile:
-    """One part being written: buffered, optionally gzip-compressed, fsynced on close."""
+    """One part being written into ``raw`` (a new file of the drop): buffered, optionally
+    gzip-compressed, made durable on close."""
 
-    def __init__(self, path: Path, gzip: bool) -> None:
-        self.path = path
-        self._raw = open(path, "xb")  # noqa: SIM115 - closed in close()
-        self._out = (
-            gzip_module.GzipFile(
-                filename="", mode="wb", fileobj=self._raw, compresslevel=_GZIP_LEVEL, mtime=0
+    def __init__(self, raw: BinaryIO, gzip: bool) -> None:
+        self._raw = raw
+        self._out: BinaryIO = (
+            gzip_module.GzipFile(  # type: ignore[assignment]
+                filename="", mode="wb", fileobj=raw, compresslevel=_GZIP_LEVEL, mtime=0
             )
             if gzip
-            else self._raw
+            else raw
         )
         self._pending: list[memoryview] = []
         self._pending_bytes = 0
         self.rows = 0
         self.nbytes = 0
+        self.stored = 0  # bytes handed to the drop's file (compressed for gzip)
 
     def add(self, block: memoryview, rows: int) -> None:
         self._pending.append(block)
@@ -267,12 +266,15 @@ class _PartFile:
         self._pending_bytes = 0
 
     def close(self) -> int:
-        """Flush, fsync and close; return the size of the file as stored."""
+        """Flush, make durable and close; return the size of the file as stored."""
         self._flush()
         if self._out is not self._raw:
             self._out.close()
         self._raw.flush()
-        os.fsync(self._raw.fileno())
+        # A local file is fsynced before it is renamed (its bytes must be on disk before its
+        # name); a remote drop's file has no descriptor and is whole once closed.
+        with contextlib.suppress(AttributeError, OSError, io.UnsupportedOperation):
+            os.fsync(self._raw.fileno())
         size = self._raw.tell()
         self._raw.close()
         return size
@@ -289,7 +291,7 @@ def write_parts(
     blocks: Iterable[pa.Array],
     sid: int,
     plans: list[PartPlan],
-    paths: list[Path],
+    create: Callable[[int], BinaryIO],
     *,
     gzip: bool = False,
     after_part: Callable[[int], None] | None = None,
@@ -297,14 +299,15 @@ def write_parts(
 ) -> list[int]:
     """Write the rows of ``blocks`` (IDs, in the planned order) into the planned parts.
 
-    Each path is created new (an existing file is never replaced), written, fsynced and closed
-    before the next one is opened.
+    Each part is a new file from ``create`` (the drop never replaces a file), written, made
+    durable and closed before the next one is created.
 
     Args:
         blocks: arrays of IDs, in the order :func:`plan_parts` saw their lengths.
         sid: the shared audience's sid.
         plans: the parts from :func:`plan_parts`.
-        paths: one path per part (temporary names).
+        create: called with the part number (from 1): a new file of the drop, open for writing
+            (under the part's temporary name).
         gzip: compress each part.
         after_part: called with the part number (from 1) once a part is complete on disk.
         progress: called with the uncompressed bytes written.
@@ -315,8 +318,6 @@ def write_parts(
     Raises:
         ValueError: when the IDs differ from the plan (count or bytes): nothing is renamed then.
     """
-    if len(paths) != len(plans):
-        raise ValueError("one path per planned part is needed")
     suffix = pa.scalar(row_suffix(sid), pa.string())
     sizes: list[int] = []
     index = 0  # the part being written
@@ -334,7 +335,7 @@ def write_parts(
                 if index >= len(plans):
                     raise ValueError("more IDs than planned")
                 if current is None:
-                    current = _PartFile(paths[index], gzip)
+                    current = _PartFile(create(index + 1), gzip)
                 take = min(plans[index].stop - row, len(ids) - pos)
                 block = view[int(offsets[pos]) : int(offsets[pos + take])]
                 current.add(block, take)
@@ -359,69 +360,60 @@ def write_parts(
     return sizes
 
 
-def fsync_dir(folder: Path) -> None:
-    """Make renames and creations in ``folder`` durable (where the platform allows it)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _decoded(fh: BinaryIO, block_bytes: int) -> Iterator[bytes]:
+    """The bytes of an onboarding file, gunzipped when it is gzip (one member, as written)."""
+    block = fh.read(block_bytes)
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if block[:2] == _GZIP_MAGIC else None
+    while block:
+        yield inflate.decompress(block) if inflate is not None else block
+        block = fh.read(block_bytes)
+    if inflate is not None and (not inflate.eof or inflate.unused_data):
+        raise ValueError("a gzip onboarding file is cut short or holds more than one member")
 
 
-def _is_gzip(path: Path) -> bool:
-    """Whether a file is gzip (UTF-8 text cannot start with these two bytes)."""
-    with open(path, "rb") as fh:
-        return fh.read(2) == _GZIP_MAGIC
-
-
-def read_ids(
-    path: str | os.PathLike[str], sid: int, *, block_bytes: int = 64 << 20
-) -> Iterator[pa.Array]:
+def read_ids(fh: BinaryIO, sid: int, *, block_bytes: int = 64 << 20) -> Iterator[pa.Array]:
     """Stream the IDs of an onboarding file written for ``sid`` (gzip or not), block by block.
 
     Used to roll an interrupted export forward: the files that reached their final names are
     exactly what was shared, so the ledger is rebuilt from them.
 
+    Args:
+        fh: the file, opened by its drop for a binary read.
+        sid: the shared audience's sid every row must carry.
+        block_bytes: how many bytes are read at a time.
+
     Raises:
         ValueError: when a row is not ``ID<TAB>d_sid=SID``.
     """
-    path = Path(path)
+    name = getattr(fh, "name", "the onboarding file")
     suffix = row_suffix(sid).encode()
     tail = suffix[:-1]  # without the LF, which the split removes
-    opener = gzip_module.open if _is_gzip(path) else open
-    with opener(path, "rb") as fh:  # type: ignore[operator]
-        rest = b""
-        while True:
-            block = fh.read(block_bytes)
-            data = rest + block
-            if not block:
-                if data:
-                    raise ValueError(f"{path.name} does not end with a newline")
-                return
-            cut = data.rfind(b"\n") + 1
-            data, rest = data[:cut], data[cut:]
-            if not data:
-                continue
-            rows = pc.list_flatten(pc.split_pattern(pa.array([data], pa.large_binary()), b"\n"))
-            rows = rows.slice(0, len(rows) - 1)  # after the last LF
-            ends = pc.binary_slice(rows, -len(tail))
-            if not pc.all(pc.equal(ends, pa.scalar(tail, pa.large_binary()))).as_py():
-                raise ValueError(f"{path.name}: a row is not ID<TAB>d_sid={sid}")
-            ids = pc.binary_slice(rows, 0, -len(tail))
-            yield ids.cast(pa.large_string()).cast(pa.string())
+    rest = b""
+    for block in _decoded(fh, block_bytes):
+        data = rest + block
+        cut = data.rfind(b"\n") + 1
+        data, rest = data[:cut], data[cut:]
+        if not data:
+            continue
+        rows = pc.list_flatten(pc.split_pattern(pa.array([data], pa.large_binary()), b"\n"))
+        rows = rows.slice(0, len(rows) - 1)  # after the last LF
+        ends = pc.binary_slice(rows, -len(tail))
+        if not pc.all(pc.equal(ends, pa.scalar(tail, pa.large_binary()))).as_py():
+            raise ValueError(f"{name}: a row is not ID<TAB>d_sid={sid}")
+        ids = pc.binary_slice(rows, 0, -len(tail))
+        yield ids.cast(pa.large_string()).cast(pa.string())
+    if rest:
+        raise ValueError(f"{name} does not end with a newline")
 
 
-def read_rows(path: str | os.PathLike[str]) -> list[tuple[str, int]]:
-    """The ``(ID, SID)`` rows of an onboarding file (gzip or not), for checks and tests."""
-    path = Path(path)
-    data = path.read_bytes()
+def read_rows(data: bytes) -> list[tuple[str, int]]:
+    """The ``(ID, SID)`` rows of an onboarding file's bytes (gzip or not), for checks and tests."""
     if data[:2] == _GZIP_MAGIC:
         data = gzip_module.decompress(data)
     out = []
     for line in data.decode("utf-8").split("\n")[:-1]:
         ident, _, seg = line.partition("\t")
         if not seg.startswith("d_sid="):
-            raise ValueError(f"{path.name}: not an onboarding row: {line!r}")
+            raise ValueError(f"not an onboarding row: {line!r}")
         out.append((ident, int(seg[len("d_sid=") :])))
     return out

@@ -68,25 +68,27 @@ class Workspace:
     ) -> Iterator[duckdb.DuckDBPyConnection]:
         """Take the lock, open and migrate the database, settle interrupted work, yield it.
 
+        Before the block runs (before any refusal of the command), an export a crash interrupted
+        is completed or removed (:func:`audtools.workspace.recovery.settle_pending_exports`).
         The connection is closed and the lock released when the block ends. Open one session per
         operation; never keep one across notebook cells.
 
         Raises:
             WorkspaceBusy: when another process holds the workspace past ``lock_timeout``.
             WorkspaceError: when a newer audtools migrated the database.
+            AudtoolsError: ``unsettled_export`` when an interrupted export cannot be removed.
         """
-        from audtools.exporting import publish as pending  # noqa: F401 - registers the settling of interrupted exports
+        # Imported here: recovery writes run records, whose module needs this one's Workspace.
+        from audtools.workspace.recovery import settle_pending_exports
 
         with self.lock(run_id, purpose):
             con = store.connect(self.config.database)
             try:
                 con = store.migrate(self.config.database, con)
-                for hook in store.STARTUP_HOOKS:
-                    hook(self, con)
+                settle_pending_exports(self, con)
                 yield con
             finally:
                 con.close()
-
 
     def settle_if_free(self) -> bool:
         """Settle interrupted work (a crashed export) unless another process holds the workspace.

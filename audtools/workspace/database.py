@@ -22,7 +22,7 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
@@ -284,12 +284,6 @@ class WorkspaceLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
-
-
-# Functions run, in order, right after the database is opened and migrated, before the command
-# does anything else: audtools.exporting.publish (imported with audtools.exporting.flow) registers the settling
-# of interrupted exports here.
-STARTUP_HOOKS: list[Callable[..., None]] = []
 
 
 def arrow(con: duckdb.DuckDBPyConnection, sql: str, params: list[object] | None = None) -> pa.Table:
