@@ -25,7 +25,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AudtoolsError": "errors",
     "ExportResult": "exporting.flow",
-    "ImportResult": "importing.flow",
+    "ImportResult": "importing.result",
     "Targeting": "exporting.targeting",
     "Workspace": "workspace",
     "audience_members": "workspace.audiences",
@@ -78,7 +78,8 @@ if TYPE_CHECKING:
     from audtools.exporting.flow import ExportResult, export_audience, save_audience
     from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
     from audtools.importing.batches import batches
-    from audtools.importing.flow import ImportResult, import_audience
+    from audtools.importing.flow import import_audience
+    from audtools.importing.result import ImportResult
     from audtools.jobs.runner import run_job, runs
     from audtools.profiles.loading import delete_profiles, load_profiles
     from audtools.shared_audiences import catalog
