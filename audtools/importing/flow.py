@@ -123,8 +123,9 @@ def _dry_run(
     progress: bool | None,
     keep_members: bool,
 ) -> ImportResult:
-    """Steps 2 to 6 inside a transaction that is rolled back: the batches are applied to a copy
-    of the state, nothing is recorded (no batch, audience, run or file)."""
+    """Steps 2 to 6 inside a transaction that is rolled back (SPEC §5 step 9): the batches are
+    applied to a copy of the state and nothing is recorded (no batch, state, audience, run or
+    file). Only the derived-ID cache, refreshed before this transaction, is kept: a cache."""
     con.execute("BEGIN TRANSACTION")
     try:
         applied = _apply_batches(ws, con, plan, None, progress)
