@@ -25,11 +25,11 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "AudtoolsError": "errors",
     "ExportResult": "exporting.flow",
-    "ImportResult": "importing.flow",
+    "ImportResult": "importing.result",
     "Targeting": "exporting.targeting",
     "Workspace": "workspace",
     "audience_members": "workspace.audiences",
-    "batches": "shared_audiences",
+    "batches": "importing.batches",
     "catalog": "shared_audiences",
     "delete_audience": "workspace.audiences",
     "delete_profiles": "profiles.loading",
@@ -77,10 +77,12 @@ if TYPE_CHECKING:
     from audtools.errors import AudtoolsError
     from audtools.exporting.flow import ExportResult, export_audience, save_audience
     from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
-    from audtools.importing.flow import ImportResult, import_audience
+    from audtools.importing.batches import batches
+    from audtools.importing.flow import import_audience
+    from audtools.importing.result import ImportResult
     from audtools.jobs.runner import run_job, runs
     from audtools.profiles.loading import delete_profiles, load_profiles
-    from audtools.shared_audiences import batches, catalog
+    from audtools.shared_audiences import catalog
     from audtools.workspace import Workspace, init_workspace
     from audtools.workspace.audiences import audience_members, delete_audience, list_audiences
 

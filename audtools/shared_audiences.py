@@ -1,6 +1,7 @@
-"""Shared audiences and the import drop as a workspace sees them: the catalog and the batches.
+"""The shared audiences a workspace sees: the drop's catalog and those its exports created.
 
-These are the read-only views behind ``audtools catalog`` and ``audtools batches``.
+The read-only view behind ``audtools catalog``, and the lookup imports and exports name shared
+audiences by (SPEC §4.4).
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ import os
 import duckdb
 
 from audtools.formats.catalog import SharedAudience, read_catalog, resolve
-from audtools.importing.state import batch_report
 from audtools.workspace import Workspace, as_workspace
 
 
@@ -40,10 +40,3 @@ def find_shared_audience(
     """The shared audience named by sid or exact name (see :func:`formats.catalog.resolve`)."""
     return resolve(catalog_entries(ws, con), ref)
 
-
-def batches(workspace: str | os.PathLike[str] | Workspace | None = None) -> dict[str, object]:
-    """Per data source: batches applied, ready, waiting (with the failed check), skipped (with
-    the reason), and the last processed file. Applies nothing."""
-    ws = as_workspace(workspace)
-    with ws.session(purpose="batches") as con:
-        return batch_report(ws.config, con)

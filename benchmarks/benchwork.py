@@ -122,10 +122,11 @@ def _sample_check(rng_seed: int, got: pa.Array, inputs: pa.Array, reference: Cal
 
 
 def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
-    """audtools' reconciliation query path (``importing._reconcile``) on N member IDs against the
-    profiles' 1.5 N visitor IDs, in a read-only session on the workspace template."""
-    from audtools.formats.catalog import SharedAudience
-    from audtools.importing import flow as importing
+    """audtools' reconciliation (``importing.reconcile.reconcile``, as an import calls it) on N
+    member IDs against the profiles' 1.5 N visitor IDs, in a read-only session on the workspace
+    template."""
+    from audtools.importing.members import Members
+    from audtools.importing.reconcile import reconcile
     from audtools.workspace import Workspace
     from audtools.workspace import database as store
 
@@ -134,37 +135,23 @@ def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
     con = store.connect(ws.config.database, read_only=True)
     members = pq.read_table(bd.size_dir(n) / "members_visitor.parquet")
     con.register("_bench_members", members)
-    con.execute("CREATE TEMP TABLE _mkeys AS SELECT id, id AS k FROM _bench_members")
+    con.execute("CREATE TEMP TABLE _bench_mkeys AS SELECT id, id AS k FROM _bench_members")
     con.unregister("_bench_members")
     source = ws.config.data_sources[bd.SOURCE_VISITORS]
-    shared = SharedAudience(sid=bd.SID_VISITORS, name="Bench visitors")
-    how = "importing._reconcile"
-    try:
-        plan = importing._Plan(source, shared, None, False)
+    # The members of a segment are distinct IDs, their own keys: as the import lists them.
+    mkeys = Members("_bench_mkeys", keys_unique=True)
 
-        def run() -> dict[str, int]:
-            return importing._reconcile(con, plan)
-
-        run()
-    except Exception as exc:  # the private API changed: run the SQL it ran when this was written
-        how = f"inline SQL ({type(exc).__name__}: {exc})"
-        con.execute("DROP TABLE IF EXISTS _links")
-
-        def run() -> dict[str, int]:
-            con.execute("DROP TABLE IF EXISTS _links")
-            con.execute("CREATE TEMP TABLE _links AS SELECT m.id, v.profile_id FROM _mkeys m "
-                        "JOIN visitors v ON v.visitor_id = m.k")
-            matched, profiles = con.execute(
-                "SELECT count(DISTINCT id), count(DISTINCT profile_id) FROM _links").fetchone()
-            return {"matched": matched, "profiles": profiles}
+    def run() -> dict[str, Any]:
+        found = reconcile(con, source, mkeys, file_audience=False)
+        return {"matched": found.matched, "profiles": found.profiles, "shape": found.shape}
 
     times, out = _timed(run, repeat, warmup)
-    # How much of it is the join statement itself (the SQL _reconcile starts with).
+    # How much of it is the join statement itself.
     join_only = []
     for _ in range(3):
         con.execute("DROP TABLE IF EXISTS _bench_links")
         start = time.perf_counter()
-        con.execute("CREATE TEMP TABLE _bench_links AS SELECT m.id, v.profile_id FROM _mkeys m "
+        con.execute("CREATE TEMP TABLE _bench_links AS SELECT m.id, v.profile_id FROM _bench_mkeys m "
                     "JOIN visitors v ON v.visitor_id = m.k")
         join_only.append(time.perf_counter() - start)
     want = bd.load_meta(n)["visitors"]
@@ -172,7 +159,8 @@ def work_join(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
         f"MISMATCH: matched/profiles {out['matched']}/{out['profiles']}, "
         f"expected {want['matched']}/{want['profiles']}")
     return {"times": times, "items": n, "check": check,
-            "info": {"how": how, "join_only": sorted(join_only)[1]}}
+            "info": {"how": "importing.reconcile", "shape": out["shape"],
+                     "join_only": sorted(join_only)[1]}}
 
 
 def work_decrypt(n: int, repeat: int, warmup: int, arg: str | None) -> Result:

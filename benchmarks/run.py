@@ -456,11 +456,9 @@ def step_worker(row: Row, args: argparse.Namespace, arg: str | None = None) -> N
         row.failed = True
         row.notes.append(out["check"])
     info = out.get("info", {})
-    how = info.get("how")
-    if how and how != "importing._reconcile":
-        row.notes.append(how)
     if "join_only" in info:
-        row.notes.append(f"the whole of `importing._reconcile`; its join statement alone {fmt_s(info['join_only'])} s")
+        row.notes.append(f"the whole of `{info.get('how')}` ({info.get('shape')} query); "
+                         f"its join statement alone {fmt_s(info['join_only'])} s")
     progress(f"  {row.step} N={fmt_n(row.n)}: runs {', '.join(f'{t:.3f}' for t in row.times)} s, "
              f"process RSS {fmt_bytes(proc.rss)}")
 

@@ -18,6 +18,7 @@ from audtools.cli.main import cli
 from audtools.errors import AudtoolsError
 from audtools.importing import flow as importing
 from audtools.importing.flow import import_audience
+from audtools.importing.result import ImportResult
 from audtools.profiles.loading import load_profiles
 from audtools.workspace import Workspace, init_workspace
 
@@ -134,7 +135,7 @@ def drop(ws: Workspace, dpid: int, rows: list[str], *, mode: str = "full", ts: i
     return path
 
 
-def counts(result: importing.ImportResult) -> dict[str, object]:
+def counts(result: ImportResult) -> dict[str, object]:
     data = result.to_json()
     keys = ("members", "undecryptable", "matched", "unmatched", "profiles", "addresses")
     return {k: data[k] for k in keys} | {"type": data["audience"]["type"]}
@@ -171,37 +172,6 @@ def test_visitor_ids(ws: Workspace) -> None:
     r2 = import_audience(ws, "B", 200, "defaultDataSource")
     assert r2.rows_read == 0 and r2.batches_applied == 0
     assert counts(r2)["matched"] == 2 and counts(r2)["profiles"] == 3
-
-
-def test_visitor_ids_known_unique_count_like_the_general_queries(
-    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With vid(3) shared by P3 and P4 the workspace records that visitor IDs are not unique;
-    once P4 gets its own, the count without DISTINCT is used and agrees with the general one."""
-    rows = [f"{vid(1)}\t100", f"{vid(3)}\t100", f"{vid(5)}\t100", f"{vid(6)}\t100", f"{vid(9)}\t100"]
-    drop(ws, 14016, rows)
-    with ws.session() as con:
-        assert importing.derived.unique_keys(con, ws.config.data_sources["defaultDataSource"]) is False
-    shared = counts(import_audience(ws, "A", 100, "defaultDataSource"))
-    assert (shared["matched"], shared["profiles"]) == (4, 4)
-    with ws.session() as con:
-        con.execute(f"DELETE FROM visitors WHERE profile_id = 'P4' AND visitor_id = '{vid(3)}'")
-    (tmp_path / "v4.csv").write_text(f"profile_id,visitor_id\nP4,{vid(4)}\n")
-    load_profiles(ws, tmp_path / "profiles.csv", visitors=tmp_path / "v4.csv")
-    with ws.session() as con:
-        assert importing.derived.unique_keys(con, ws.config.data_sources["defaultDataSource"]) is True
-    for dry_run in (True, False):
-        fast = import_audience(ws, "A", 100, "defaultDataSource", dry_run=dry_run)
-        fast_members = audience_members(ws, "A")
-        with monkeypatch.context() as m:
-            m.setattr(importing.derived, "unique_keys", lambda con, source: False)
-            slow = import_audience(ws, "A", 100, "defaultDataSource", dry_run=dry_run)
-        assert counts(fast) == counts(slow) == {
-            "members": 5, "undecryptable": 0, "matched": 4, "unmatched": 1, "profiles": 3,
-            "addresses": 0, "type": "experience_cloud"}
-        if not dry_run:
-            assert fast_members == audience_members(ws, "A") == {"P1", "P3", "P5"}
-        assert fast.member_outcomes.equals(slow.member_outcomes)
 
 
 def test_plain_declared_ids_are_compared_with_trimmed_keys(ws: Workspace) -> None:
@@ -351,7 +321,7 @@ def test_cli_json_has_every_key_and_writes_rejects(ws: Workspace, runner: CliRun
 def test_sync_window_is_24_to_36_hours_and_36_to_60_for_analytics(ws: Workspace) -> None:
     import datetime as dt
 
-    def hours(r: importing.ImportResult) -> tuple[float, float]:
+    def hours(r: ImportResult) -> tuple[float, float]:
         start = dt.datetime.fromisoformat(r.started_at.replace("Z", "+00:00"))
         f = dt.datetime.fromisoformat(r.available_from.replace("Z", "+00:00"))
         t = dt.datetime.fromisoformat(r.available_to.replace("Z", "+00:00"))
@@ -449,71 +419,6 @@ def test_reimport_replaces_members_and_may_change_the_type(ws: Workspace) -> Non
         )
 
 
-@pytest.mark.parametrize("forced", [False, True], ids=["file", "forced"])
-@pytest.mark.parametrize("shared_email", [False, True], ids=["own-emails", "shared-email"])
-@pytest.mark.parametrize("colliding", [False, True], ids=["distinct-keys", "colliding-keys"])
-def test_counts_without_distinct_equal_the_general_counts(
-    ws: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-    forced: bool, shared_email: bool, colliding: bool,
-) -> None:
-    """The shortcuts taken when keys are known to be unique (on the members' side and in the
-    derived-ID cache) give the counts and members of the general DISTINCT queries, and those
-    expected by hand, whether or not two profiles share an email or two members one key."""
-    if shared_email:
-        (tmp_path / "more.csv").write_text("profile_id,email\nP6, BOB@example.com\n")
-        load_profiles(ws, tmp_path / "more.csv")
-    values = ["alice@example.com", "bob@example.com", "dave@example.com"]
-    if colliding:
-        values.append(" Alice@Example.com")  # the same key as the first once normalised
-    drop(ws, 30003, [f"{aes(v)}\t100" for v in values] + ["AAAA\t100"])
-
-    def run(**kw: object) -> tuple[dict[str, object], set[str], dict[str, str]]:
-        dry = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=forced,
-                                     dry_run=True, **kw))
-        real = import_audience(ws, "e", 100, "emailAes", force_reconciliation=forced, **kw)
-        assert counts(real) == dry
-        frame = real.member_outcomes if kw else None
-        outcomes = {} if frame is None else dict(zip(frame["id"], frame["outcome"], strict=True))
-        return dry, audience_members(ws, "e"), outcomes
-
-    fast = run()
-    fast_outcomes = run(keep_members=True)
-    monkeypatch.setattr(importing.derived, "unique_keys", lambda con, source: False)
-    general_keys = importing._member_keys
-    monkeypatch.setattr(importing, "_member_keys", lambda *a: general_keys(*a) and False)
-    slow = run()
-    slow_outcomes = run(keep_members=True)
-    assert fast == slow and fast_outcomes == slow_outcomes and fast[:2] == fast_outcomes[:2]
-    members = 5 if colliding else 4
-    matched = 3 if colliding else 2
-    if forced:
-        profiles = {"P1", "P2", "P6"} if shared_email else {"P1", "P2"}
-        assert fast[0] == {"members": members, "undecryptable": 1, "matched": matched,
-                           "unmatched": members - 1 - matched, "profiles": len(profiles),
-                           "addresses": 0, "type": "experience_cloud"}
-        assert fast[1] == profiles
-    else:
-        assert fast[0]["addresses"] == 3 and fast[0]["matched"] == matched
-        assert fast[1] == {"alice@example.com", "bob@example.com", "dave@example.com"}
-    assert sorted(fast_outcomes[2].values()).count("matched") == matched
-
-
-def test_a_schema_1_workspace_migrates_and_learns_whether_its_keys_are_unique(ws: Workspace) -> None:
-    """A derived-ID cache built before schema 2 recorded uniqueness is kept; the flag is filled."""
-    drop(ws, 30003, [f"{aes('alice@example.com')}\t100", f"{aes('bob@example.com')}\t100"])
-    before = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=True))
-    with ws.session() as con:  # what audtools 0.1.0 (schema 1) left
-        con.execute("ALTER TABLE derived_state DROP COLUMN unique_keys")
-        con.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
-    after = counts(import_audience(ws, "e", 100, "emailAes", force_reconciliation=True))
-    assert after == before == {"members": 2, "undecryptable": 0, "matched": 2, "unmatched": 0,
-                               "profiles": 2, "addresses": 0, "type": "experience_cloud"}
-    assert list(ws.root.glob("campaign.duckdb.v1-*.bak"))
-    with ws.session() as con:
-        assert con.execute("SELECT unique_keys FROM derived_state WHERE data_source = 'emailAes'"
-                           ).fetchall() == [(True,)]
-
-
 def test_a_dry_run_writes_nothing_and_counts_like_the_real_import(ws: Workspace) -> None:
     drop(ws, 14016, [f"{vid(1)}\t100", f"{vid(9)}\t100", "x\t100"])
     before = snapshot(ws)
@@ -523,6 +428,54 @@ def test_a_dry_run_writes_nothing_and_counts_like_the_real_import(ws: Workspace)
     real = import_audience(ws, "A", 100, "defaultDataSource")
     assert {**dry.to_json(), "run_id": None, "dry_run": None, "available_from": None, "available_to": None} == {
         **real.to_json(), "run_id": None, "dry_run": None, "available_from": None, "available_to": None}
+
+
+DERIVED_ID_CACHE = {"derived_ids", "derived_state"}
+
+
+def everything_but_the_cache(root: Path) -> tuple[dict[str, list[str]], dict[str, str]]:
+    """Every table of the database but the derived-ID cache (listed from DuckDB's catalog, so
+    that a new table is covered), row by row, and every file under ``runs/`` with its digest."""
+    with Workspace(root).session() as con:
+        names = [n for (n,) in con.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE NOT temporary ORDER BY table_name"
+        ).fetchall()]
+        assert DERIVED_ID_CACHE <= set(names) and "runs" in names
+        tables = {
+            name: sorted(repr(row) for row in con.execute(f'SELECT * FROM "{name}"').fetchall())
+            for name in names if name not in DERIVED_ID_CACHE
+        }
+    runs = root / "runs"
+    files = {str(p.relative_to(runs)): hashlib.sha256(p.read_bytes()).hexdigest()
+             for p in sorted(runs.rglob("*")) if p.is_file()}
+    return tables, files
+
+
+@pytest.mark.slow
+def test_dry_runs_of_every_sample_audience_write_nothing_but_the_cache(
+    sample_template: Path, tmp_path: Path
+) -> None:
+    """SPEC §5.9: a dry run writes no audience, state, batch record, run or file; it may
+    refresh the derived-ID cache (and does here: the profiles' keys were never derived)."""
+    root = tmp_path / "ws"
+    shutil.copytree(sample_template, root)
+    doc = json.loads((root / "samples.json").read_text())
+    first = doc["imports"][0]
+    import_audience(root, first["label"], first["shared_audience"], first["data_source"],
+                    force_reconciliation=first["force_reconciliation"])
+    before = everything_but_the_cache(root)
+    with Workspace(root).session() as con:
+        cache_before = con.execute("SELECT count(*) FROM derived_state").fetchall()
+    assert before[0]["audiences"] and before[0]["runs"] and before[1]  # something to keep
+    for item in doc["imports"]:
+        for keep_members in (True, False):
+            r = import_audience(root, item["label"], item["shared_audience"], item["data_source"],
+                                force_reconciliation=item["force_reconciliation"], dry_run=True,
+                                keep_members=keep_members)
+            assert counts(r) == item["expected"], item["label"]
+    assert everything_but_the_cache(root) == before
+    with Workspace(root).session() as con:
+        assert con.execute("SELECT count(*) FROM derived_state").fetchall() != cache_before
 
 
 def test_min_match_rate_records_the_run_then_exits_1(ws: Workspace, runner: CliRunner) -> None:

@@ -269,7 +269,7 @@ def batches_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
 
     Example: audtools batches -w ws
     """
-    from audtools.shared_audiences import batches
+    from audtools.importing.batches import batches
 
     data = batches(workspace)
 

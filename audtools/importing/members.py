@@ -1,0 +1,135 @@
+"""Steps 3 and 4 of an import (SPEC §5): the members of a segment and the keys they reconcile by.
+
+:func:`member_keys` puts on the connection a relation ``(id, k)``: every member of the shared
+audience in the data source's segment state, and the key it is reconciled by. Unencrypted members
+are their own keys; encrypted members are decoded, decrypted and normalised, and those that fail
+have a NULL key (they are *undecryptable*).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from audtools.columns import aes as crypto
+from audtools.columns import identifiers as ids
+from audtools.columns.chunks import map_chunks
+from audtools.config import DataSource
+from audtools.profiles import declared_ids as derived
+from audtools.workspace.database import CHUNK_ROWS, arrow, sql_string
+
+MEMBERS = "_mkeys"
+"""The name of the members' relation on the connection."""
+
+
+@dataclass(frozen=True)
+class Members:
+    """The members of one shared audience, as a relation ``(id, k)`` on the connection.
+
+    Attributes:
+        relation: the name of the relation (a temporary view or a registered Arrow table).
+        keys_unique: whether no two members share a key (NULL keys aside), a fact
+            :func:`~audtools.importing.reconcile.reconcile` may use to skip a DISTINCT.
+    """
+
+    relation: str
+    keys_unique: bool
+
+
+def member_keys(
+    con: duckdb.DuckDBPyConnection,
+    source: DataSource,
+    sid: int,
+    *,
+    key: bytes | None,
+    region: str,
+) -> Members:
+    """List the members of segment ``sid`` in the segment state of ``source``, with their keys.
+
+    The state holds each (data source, ID, segment) once, so the members need no DISTINCT.
+    Unencrypted members are their own keys: the relation is then a temporary view on the state
+    (copying every ID twice into a table cost more than the few scans of the state that read
+    it). Encrypted members are decrypted chunk by chunk and their keys handed to DuckDB as one
+    Arrow table (a scan of it costs less than an insert).
+
+    Args:
+        con: the open database connection (inside the import's transaction, so that the state
+            includes the batches just applied).
+        source: the data source.
+        sid: the shared audience's segment ID.
+        key: the data source's AES key (required with encryption).
+        region: the workspace's ``default_region``, for phone numbers.
+
+    Returns:
+        The members' relation, which replaces any earlier one on this connection.
+    """
+    drop_members(con)
+    if not source.encrypted:
+        con.execute(
+            f"CREATE TEMP VIEW {MEMBERS} AS SELECT id, id AS k FROM segment_state "
+            f"WHERE data_source = {sql_string(source.id)} AND sid = {int(sid)}"
+        )
+        return Members(MEMBERS, keys_unique=True)
+    assert key is not None and source.iv is not None
+    members = arrow(
+        con,
+        "SELECT id FROM segment_state WHERE data_source = ? AND sid = ?",
+        [source.id, sid],
+    )
+    parts = [
+        members["id"].slice(start, CHUNK_ROWS).combine_chunks()
+        for start in range(0, members.num_rows, CHUNK_ROWS)
+    ]
+    kind, iv = derived.kind_of(source), source.iv
+
+    def keys_of(part: pa.Array) -> tuple[pa.Array, bool]:
+        return _decrypted_keys(part, source, key, iv, kind, region)
+
+    done = map_chunks(keys_of, parts)  # chunks side by side on the machine's cores
+    table = pa.table(
+        {
+            "id": pa.chunked_array(parts, pa.string()),
+            "k": pa.chunked_array([keys for keys, _ in done], pa.string()),
+        }
+    )
+    con.register(MEMBERS, table)
+    return Members(MEMBERS, keys_unique=source.encoding == "base64" and all(s for _, s in done))
+
+
+def _decrypted_keys(
+    values: pa.Array,
+    source: DataSource,
+    key: bytes,
+    iv: bytes,
+    kind: ids.NormaliserKind,
+    region: str,
+) -> tuple[pa.Array, bool]:
+    """The keys of encrypted members (SPEC §5 step 4): decrypted, normalised, NULL when
+    undecryptable, and whether normalising left every decrypted value as it was.
+
+    Different canonical base64 texts are different ciphertexts, hence different plaintexts: keys
+    can only coincide where normalising changed a plaintext (hex accepts either case, so hex
+    members may share a key whatever this says).
+    """
+    plain = crypto.decrypt(values, key, iv, source.encoding)
+    norm = ids.normalise(plain, kind, region)
+    if kind == "sms":
+        # A decrypted number that does not parse is kept trimmed (SPEC §5.5).
+        norm = pc.if_else(pc.is_null(norm), ids.trim_ascii(plain), norm)
+    keys = pc.if_else(ids.is_declared_id(norm), norm, pa.scalar(None, pa.string()))
+    same = pc.all(pc.equal(keys, plain).fill_null(True)).as_py() is not False
+    return keys, same
+
+
+def drop_members(con: duckdb.DuckDBPyConnection) -> None:
+    """Forget the members' relation of an earlier import on this connection (view or table)."""
+    for (kind,) in con.execute(
+        f"SELECT 'VIEW' FROM duckdb_views() WHERE temporary AND view_name = '{MEMBERS}'"
+    ).fetchall():
+        con.execute(f"DROP {kind} {MEMBERS}")
+    with contextlib.suppress(duckdb.Error, KeyError):
+        con.unregister(MEMBERS)
