@@ -28,7 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audtools.columns.chunks import derive_pairs
+from audtools.columns.chunks import CHUNK_ROWS, derive_pairs
 from audtools.config import DataSource
 from audtools.errors import AudtoolsError, RefusedError
 from audtools.exporting import publish as pending
@@ -39,7 +39,7 @@ from audtools.formats.catalog import SharedAudience
 from audtools.profiles import declared_ids as derived
 from audtools.shared_audiences import catalog_entries, find_shared_audience
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
-from audtools.workspace.database import CHUNK_ROWS, arrow
+from audtools.workspace.database import arrow
 from audtools.workspace.operators import check_operator
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure
 

@@ -38,14 +38,16 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+from tqdm.auto import tqdm
 
+from audtools.columns.chunks import CHUNK_ROWS
 from audtools.config import DataSource
-from audtools.errors import AudtoolsError, describe
+from audtools.errors import AudtoolsError, ErrorCode, describe
 from audtools.formats import onboarding
 from audtools.workspace import Workspace, utc_text
 from audtools.workspace import database as store
-from audtools.workspace.database import CHUNK_ROWS, sql_string
-from audtools.workspace.progress import bar
+from audtools.workspace.database import sql_string
+from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, write_result
 
 if TYPE_CHECKING:
@@ -142,7 +144,8 @@ def write_export(
     try:
         # Step 2: every part and transition under its temporary name, then their sizes recorded.
         total = sum(p.nbytes for p in parts)
-        with bar(total, "writing onboarding files", progress) as pbar:
+        with tqdm(total=total, desc="writing onboarding files", unit="B", unit_scale=True,
+                  leave=False, disable=hide_bars(progress)) as pbar:
             sizes = onboarding.write_parts(
                 (b.column(0) for b in new_ids.to_batches(max_chunksize=CHUNK_ROWS)),
                 shared.sid,
@@ -333,7 +336,7 @@ def _roll_back(
     if error is not None:
         code, message = describe(error)
     else:
-        code = "interrupted"
+        code = ErrorCode.INTERRUPTED
         message = (
             "The export was interrupted before all its files were in place; its files were "
             "removed and nothing was shared. Run it again."

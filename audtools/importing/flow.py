@@ -21,20 +21,21 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+from tqdm.auto import tqdm
 
 from audtools.columns import aes as crypto
 from audtools.columns import identifiers as ids
-from audtools.columns.chunks import map_chunks
+from audtools.columns.chunks import CHUNK_ROWS, map_chunks
 from audtools.config import DataSource
-from audtools.errors import AudtoolsError, RefusedError, describe
+from audtools.errors import MatchRateLow, RefusedError, describe
 from audtools.formats.catalog import SharedAudience
 from audtools.importing import state as segments
 from audtools.profiles import declared_ids as derived
 from audtools.shared_audiences import find_shared_audience
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
-from audtools.workspace.database import CHUNK_ROWS, arrow, sql_string, uncompressed_writes
+from audtools.workspace.database import arrow, sql_string, uncompressed_writes
 from audtools.workspace.operators import check_operator
-from audtools.workspace.progress import bar
+from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure, write_result
 
 if TYPE_CHECKING:
@@ -43,27 +44,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("audtools")
 
 AudienceType = str  # "experience_cloud" or "file"
-
-
-class MatchRateLow(AudtoolsError):
-    """The import was recorded, but its match rate is below ``--min-match-rate``."""
-
-    code = "match_rate_low"
-
-    def __init__(self, result: ImportResult, minimum: float) -> None:
-        self.result = result
-        if result.dry_run:
-            message = (
-                f"The dry run's match rate is {result.match_rate:.4f}, below the minimum "
-                f"{minimum:g}; nothing was written. Look at the unmatched reasons."
-            )
-        else:
-            message = (
-                f"The match rate of run {result.run_id} is {result.match_rate:.4f}, below the "
-                f"minimum {minimum:g}; the run and the audience were recorded. Look at the "
-                "unmatched reasons."
-            )
-        super().__init__(message)
 
 
 @dataclass
@@ -338,7 +318,8 @@ def _import(
     rejects_path = ws.run_dir(run_id) / "rejects.csv"
     con.execute("BEGIN TRANSACTION")
     try:
-        with bar(None, f"reading batches of {source.id}", progress) as pbar:
+        with tqdm(desc=f"reading batches of {source.id}", unit="B", unit_scale=True, leave=False,
+                  disable=hide_bars(progress)) as pbar:
             applied = segments.apply_ready(con, cfg, source, run_id=recorded, progress=pbar.update)
         log.info(
             "%s: %d batches applied, %d rows read, %d rejected, %d waiting",

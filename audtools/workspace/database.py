@@ -14,7 +14,6 @@ audtools is refused.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import fcntl
 import json
 import logging
@@ -28,8 +27,9 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from audtools import __version__
 from audtools.errors import AudtoolsError, WorkspaceBusy, WorkspaceError
+from audtools.version import __version__
+from audtools.workspace.records import RUN_ID_TIME, now_utc, utc_text
 
 log = logging.getLogger("audtools")
 
@@ -73,9 +73,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-CHUNK_ROWS = 256 * 1024
-"""Rows moved at once between DuckDB and Python code (Arrow slices and batches)."""
 
 VISITOR_IDS_UNIQUE = "visitor_ids_unique"
 """The ``meta`` key saying whether no visitor ID belongs to two profiles ('true'/'false')."""
@@ -164,7 +161,7 @@ def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnec
         return con
     if version > 0:
         con.close()
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = now_utc().strftime(RUN_ID_TIME)
         backup = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
         shutil.copy2(path, backup)
         log.info("copied the database to %s before migrating it", backup.name)
@@ -244,7 +241,7 @@ class WorkspaceLock:
             "run_id": self.run_id,
             "pid": os.getpid(),
             "purpose": self.purpose,
-            "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "since": utc_text(now_utc()),
         }
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(info).encode(), 0)
