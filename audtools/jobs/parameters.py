@@ -23,8 +23,9 @@ from typing import Any
 import pandas as pd
 
 from audtools.errors import JobError, MatchRateLow
-from audtools.workspace import Workspace, as_workspace, utc_text
-from audtools.workspace.runs import load_runs, now_utc, write_result
+from audtools.workspace import Workspace, as_workspace
+from audtools.workspace.records import RUN_ID_TIME, now_utc, utc_text
+from audtools.workspace.runs import load_runs, write_result
 
 __all__ = [
     "Period",
@@ -275,7 +276,7 @@ def record_report(workspace: Any, run_id: str | None, summary: Mapping[str, Any]
     if run_id is None:
         return None
     ws = as_workspace(workspace)
-    started = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    started = dt.datetime.strptime(run_id[:16], RUN_ID_TIME).replace(tzinfo=dt.UTC)
     data = {
         "run_id": run_id,
         **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()},
