@@ -91,7 +91,7 @@ def test_known_vector() -> None:
 
 @pytest.mark.parametrize("encoding", ENCODINGS)
 def test_batches_across_chunks(monkeypatch: pytest.MonkeyPatch, encoding: str) -> None:
-    monkeypatch.setattr(crypto, "CHUNK_VALUES", 7)
+    monkeypatch.setattr(crypto, "CHUNK_ROWS", 7)
     rng = random.Random(5)
     values = [None if rng.random() < 0.1 else "é" * rng.randrange(40) for _ in range(100)]
     chunked = pa.chunked_array([values[:33], values[33:]], pa.string())

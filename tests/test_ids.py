@@ -313,7 +313,7 @@ def test_phone_bulk_equals_phonenumbers(region: str) -> None:
 
 
 def test_phone_many_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ids, "_CHUNK", 7)
+    monkeypatch.setattr(ids, "CHUNK_ROWS", 7)
     values = _bulk_phones(seed=3, count=100) + [None, "", "x"]
     got = as_list(ids.normalise_phone(pa.chunked_array([values[:50], values[50:]]), "GB"))
     assert got == [reference_phone(v, "GB") for v in values]

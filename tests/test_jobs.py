@@ -18,8 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from audtools.cli.main import cli
+from audtools.errors import JobError
 from audtools.jobs import runner as jobs
-from audtools.jobs.runner import JobError, read_parameters
+from audtools.jobs.runner import read_parameters
 from audtools.workspace import Workspace
 from audtools.workspace.runs import load_runs, write_result
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 
+from audtools.errors import JobFailed
 from audtools.jobs import report
 from audtools.jobs.rendering import TEMPLATE_NAME, index_html, template_dir
-from audtools.jobs.runner import JobFailed, run_job
+from audtools.jobs.runner import run_job
 from audtools.samples import create_samples
 from audtools.workspace import Workspace, init_workspace
 from audtools.workspace.runs import load_runs, write_result

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -145,6 +146,39 @@ def test_the_lock_is_reentrant_within_a_process(workspace: Workspace) -> None:
             pass
     with store.WorkspaceLock(workspace.root, timeout=0):
         pass
+
+
+def test_another_thread_of_the_holding_process_reenters(workspace: Workspace) -> None:
+    entered: list[bool] = []
+
+    def take() -> None:
+        with store.WorkspaceLock(workspace.root, timeout=0):
+            entered.append(True)
+
+    with workspace.lock(run_id="20261128T000000Z-abcdef", purpose="import"):
+        thread = threading.Thread(target=take)
+        thread.start()
+        thread.join()
+        assert entered == [True]
+        # The inner hold did not end the outer one: the holder is still named.
+        assert store.WorkspaceLock(workspace.root, 0).holder()["run_id"] == "20261128T000000Z-abcdef"
+
+
+@pytest.mark.slow
+def test_a_waiter_reads_who_holds_the_lock_and_nothing_once_it_is_free(
+    workspace: Workspace,
+) -> None:
+    proc = _start_holder(workspace)
+    try:
+        holder = store.WorkspaceLock(workspace.root, timeout=0).holder()
+        assert holder["run_id"] == "20261128T000000Z-abcdef" and holder["pid"] == proc.pid
+        assert holder["purpose"] == "import" and str(holder["since"]).endswith("Z")
+    finally:
+        proc.kill()  # its side file stays behind: the next holder replaces it, then removes it
+        proc.wait()
+    with workspace.session(purpose="catalog"):
+        assert store.WorkspaceLock(workspace.root, timeout=0).holder()["purpose"] == "catalog"
+    assert store.WorkspaceLock(workspace.root, timeout=0).holder() == {}
 
 
 @pytest.mark.slow

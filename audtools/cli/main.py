@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 
 import click
 
-from audtools import __version__
 from audtools.errors import AudtoolsError
+from audtools.version import __version__
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -327,7 +327,8 @@ def import_cmd(
     Example: audtools import -w ws --label "High value" --shared-audience 10603117
     --data-source defaultDataSource --json
     """
-    from audtools.importing.flow import MatchRateLow, import_audience
+    from audtools.errors import MatchRateLow
+    from audtools.importing.flow import import_audience
 
     try:
         result = import_audience(

@@ -39,7 +39,7 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from audtools.columns.chunks import as_mask, buffers, from_buffers, map_chunks
+from audtools.columns.chunks import CHUNK_ROWS, as_mask, buffers, from_buffers, map_chunks
 from audtools.errors import AudtoolsError, KeyProblem
 
 __all__ = [
@@ -53,9 +53,6 @@ __all__ = [
 ]
 
 Encoding = Literal["base64", "hex"]
-
-CHUNK_VALUES = 262_144
-"""Values handled together: fresh memory fills slowly here, so big batches are split."""
 
 _BLOCK = 16
 _KEY_HEX_LENGTHS = (32, 48, 64)
@@ -296,13 +293,13 @@ def decrypt_one(text: str, key: bytes, iv: bytes, encoding: Encoding = "base64")
 
 
 def _chunks(values: pa.Array | pa.ChunkedArray) -> Iterator[pa.Array]:
-    """Slices of at most CHUNK_VALUES string values."""
+    """Slices of at most CHUNK_ROWS string values."""
     arrays = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     for arr in arrays:
         if pa.types.is_dictionary(arr.type):
             arr = arr.dictionary_decode()
-        for start in range(0, len(arr), CHUNK_VALUES):
-            part = arr.slice(start, CHUNK_VALUES)
+        for start in range(0, len(arr), CHUNK_ROWS):
+            part = arr.slice(start, CHUNK_ROWS)
             yield part if pa.types.is_string(part.type) else part.cast(pa.string())
 
 

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 __all__ = [
+    "CHUNK_ROWS",
     "NULL_STRING",
     "as_mask",
     "as_strings",
@@ -33,6 +34,10 @@ __all__ = [
 
 _In = TypeVar("_In")
 _Out = TypeVar("_Out")
+
+CHUNK_ROWS = 256 * 1024
+"""Rows (or values) handled at once: Arrow slices and batches between DuckDB and Python, and the
+chunks the ID rules work on in threads (fresh memory fills slowly, so big columns are split)."""
 
 MAX_THREADS = 4
 """At most this many threads (and no more than the machine's cores) work on chunks at once."""

@@ -24,7 +24,14 @@ import pyarrow.compute as pc
 from audtools.columns import aes as crypto
 from audtools.columns import phones
 from audtools.columns.aes import Encoding
-from audtools.columns.chunks import NULL_STRING, as_mask, as_strings, buffers, map_chunks
+from audtools.columns.chunks import (
+    CHUNK_ROWS,
+    NULL_STRING,
+    as_mask,
+    as_strings,
+    buffers,
+    map_chunks,
+)
 from audtools.columns.phone_metadata import meta_for_region as _meta_for_region  # noqa: F401 - tests read it here
 from audtools.errors import AudtoolsError, KeyProblem
 
@@ -54,7 +61,6 @@ Encryption = Literal["none", "aes-cbc"]
 ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
 """What "trimmed" removes (SPEC §3): space, tab, CR, LF, VT, FF; no other Unicode space."""
 
-_CHUNK = 262_144
 # Below this many values hashlib beats starting a DuckDB connection.
 _DUCKDB_SHA256_MIN = 4096
 
@@ -222,8 +228,8 @@ def normalise_phone(arr: pa.Array | pa.ChunkedArray, default_region: str) -> pa.
     """
     trimmed = trim_ascii(arr)
     chunks = map_chunks(
-        lambda start: phones.to_e164(trimmed.slice(start, _CHUNK), default_region),
-        range(0, len(trimmed), _CHUNK),
+        lambda start: phones.to_e164(trimmed.slice(start, CHUNK_ROWS), default_region),
+        range(0, len(trimmed), CHUNK_ROWS),
     )
     return pa.concat_arrays(chunks) if chunks else pa.array([], pa.string())
 

@@ -22,12 +22,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from audtools.columns.chunks import derive_pairs
+from audtools.columns.chunks import CHUNK_ROWS, derive_pairs
 from audtools.config import DataSource
 from audtools.formats import onboarding
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace
-from audtools.workspace.database import CHUNK_ROWS, arrow
+from audtools.workspace.database import arrow
 
 __all__ = [
     "COMPLEMENT_SQL",

@@ -32,15 +32,17 @@ from typing import TYPE_CHECKING, Any
 
 import duckdb
 import pyarrow as pa
+from tqdm.auto import tqdm
 
+from audtools.columns.chunks import CHUNK_ROWS
 from audtools.config import DataSource
 from audtools.drops import Drop
 from audtools.errors import AudtoolsError
 from audtools.formats import onboarding
 from audtools.workspace import Workspace, recovery, utc_text
 from audtools.workspace import database as store
-from audtools.workspace.database import CHUNK_ROWS, sql_string
-from audtools.workspace.progress import bar
+from audtools.workspace.database import sql_string
+from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, write_result
 
 if TYPE_CHECKING:
@@ -183,7 +185,8 @@ def _write_files(
 ) -> None:
     """Step 2: every part and transition under its temporary name, then their sizes recorded."""
     temps = [p["temp"] for p in record["parts"]]
-    with bar(sum(p.nbytes for p in parts), "writing onboarding files", progress) as pbar:
+    with tqdm(total=sum(p.nbytes for p in parts), desc="writing onboarding files", unit="B",
+              unit_scale=True, leave=False, disable=hide_bars(progress)) as pbar:
         sizes = onboarding.write_parts(
             (b.column(0) for b in new_ids.to_batches(max_chunksize=CHUNK_ROWS)),
             record["shared_audience"]["sid"],

@@ -25,17 +25,18 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+from tqdm.auto import tqdm
 
-from audtools.errors import describe
+from audtools.errors import MatchRateLow, describe
 from audtools.importing import state as segments
 from audtools.importing.members import member_keys
 from audtools.importing.reconcile import Reconciled, reconcile
 from audtools.importing.refusals import ImportPlan, check_refusals
-from audtools.importing.result import ImportResult, MatchRateLow
+from audtools.importing.result import ImportResult
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
 from audtools.workspace.database import sql_string, uncompressed_writes
-from audtools.workspace.progress import bar
+from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure, write_result
 
 __all__ = ["ImportResult", "MatchRateLow", "import_audience"]
@@ -178,7 +179,8 @@ def _apply_batches(
 ) -> segments.ApplyResult:
     """Step 2: the complete, new batches of the data source, applied to its segment state."""
     source = plan.source
-    with bar(None, f"reading batches of {source.id}", progress) as pbar:
+    with tqdm(desc=f"reading batches of {source.id}", unit="B", unit_scale=True, leave=False,
+              disable=hide_bars(progress)) as pbar:
         applied = segments.apply_ready(con, ws.config, source, run_id=run_id, progress=pbar.update)
     log.info(
         "%s: %d batches applied, %d rows read, %d rejected, %d waiting",

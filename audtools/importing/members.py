@@ -17,10 +17,10 @@ import pyarrow.compute as pc
 
 from audtools.columns import aes as crypto
 from audtools.columns import identifiers as ids
-from audtools.columns.chunks import map_chunks
+from audtools.columns.chunks import CHUNK_ROWS, map_chunks
 from audtools.config import DataSource
 from audtools.profiles import declared_ids as derived
-from audtools.workspace.database import CHUNK_ROWS, arrow, sql_string
+from audtools.workspace.database import arrow, sql_string
 
 MEMBERS = "_mkeys"
 """The name of the members' relation on the connection."""

@@ -1,5 +1,5 @@
 """What an import gives back: :class:`ImportResult` (the counts of SPEC §5, the funnel, the
-members' outcomes) and :class:`MatchRateLow`, raised when its match rate is too low."""
+members' outcomes); :class:`~audtools.errors.MatchRateLow` is raised when its match rate is too low."""
 
 from __future__ import annotations
 
@@ -9,32 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from audtools.errors import AudtoolsError
 from audtools.formats.catalog import SharedAudience
 
 if TYPE_CHECKING:
     import pandas as pd
 
-
-class MatchRateLow(AudtoolsError):
-    """The import was recorded, but its match rate is below ``--min-match-rate``."""
-
-    code = "match_rate_low"
-
-    def __init__(self, result: ImportResult, minimum: float) -> None:
-        self.result = result
-        if result.dry_run:
-            message = (
-                f"The dry run's match rate is {result.match_rate:.4f}, below the minimum "
-                f"{minimum:g}; nothing was written. Look at the unmatched reasons."
-            )
-        else:
-            message = (
-                f"The match rate of run {result.run_id} is {result.match_rate:.4f}, below the "
-                f"minimum {minimum:g}; the run and the audience were recorded. Look at the "
-                "unmatched reasons."
-            )
-        super().__init__(message)
 
 
 @dataclass

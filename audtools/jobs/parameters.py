@@ -3,9 +3,10 @@
 papermill does not type parameters, so each notebook's first cell after its ``parameters`` cell
 calls :func:`import_parameters`, :func:`export_parameters` or :func:`report_parameters`: they
 check types and allowed values and raise :class:`JobError` (``bad_parameter``) naming the
-parameter, what it must be and what it is. In a kernel, audtools errors then show as one line
-(``audtools error [code]: message``), which :func:`audtools.jobs.runner.run_job` reads back as the
-job's error. Keys are never parameters.
+parameter, what it must be and what it is. In a kernel, audtools errors show as one line
+(``audtools error [code]: message``, :meth:`audtools.errors.AudtoolsError._render_traceback_`),
+which :func:`audtools.jobs.runner.run_job` reads back as the job's error. Keys are never
+parameters.
 """
 
 from __future__ import annotations
@@ -21,12 +22,12 @@ from typing import Any
 
 import pandas as pd
 
-from audtools.errors import AudtoolsError
-from audtools.workspace import Workspace, as_workspace, utc_text
-from audtools.workspace.runs import load_runs, now_utc, write_result
+from audtools.errors import JobError, MatchRateLow
+from audtools.workspace import Workspace, as_workspace
+from audtools.workspace.records import RUN_ID_TIME, now_utc, utc_text
+from audtools.workspace.runs import load_runs, write_result
 
 __all__ = [
-    "JobError",
     "Period",
     "export_parameters",
     "import_parameters",
@@ -36,28 +37,6 @@ __all__ = [
 ]
 
 _RUN_ID = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{6}$")
-
-
-class JobError(AudtoolsError):
-    """A job's notebook or parameters refused: by the runner before the run exists (unknown
-    notebook, unknown or reserved name, a value that is not a scalar), or by the notebook's
-    first cell (a value of the wrong type, or not allowed: ``bad_parameter``)."""
-
-    code = "bad_parameter"
-
-
-def _one_line_errors() -> None:
-    """In IPython, show an :class:`AudtoolsError` as one line: ``audtools error [code]: ...``.
-
-    IPython asks an exception for ``_render_traceback_()`` before formatting a traceback; the
-    job runner reads this one line back as the job's error.
-    """
-
-    def render(self: AudtoolsError) -> list[str]:
-        return [f"audtools error [{self.code}]: {self.message}"]
-
-    if "_render_traceback_" not in AudtoolsError.__dict__:
-        AudtoolsError._render_traceback_ = render  # type: ignore[attr-defined]
 
 
 def _kind_of(value: Any) -> str:
@@ -119,7 +98,6 @@ def _data_source(ws: Workspace, name: str, value: Any, *, optional: bool = False
 
 
 def _start(workspace: Any, run_id: Any) -> Workspace:
-    _one_line_errors()
     if run_id is not None and (not isinstance(run_id, str) or not _RUN_ID.match(run_id)):
         raise _bad("run_id", "a run ID (YYYYMMDDTHHMMSSZ-xxxxxx) or null", run_id,
                    "audtools run sets it; leave it null when running the notebook by hand.")
@@ -168,8 +146,6 @@ def _rate(name: str, value: Any) -> float | None:
 def require_match_rate(result: Any, min_match_rate: float | None) -> None:
     """Fail the job (``match_rate_low``) when the import's match rate is below
     ``min_match_rate``; the run stays recorded, as with ``audtools import --min-match-rate``."""
-    from audtools.importing.flow import MatchRateLow
-
     minimum = _rate("min_match_rate", min_match_rate)
     if minimum is not None and result.match_rate < minimum:
         raise MatchRateLow(result, minimum)
@@ -300,7 +276,7 @@ def record_report(workspace: Any, run_id: str | None, summary: Mapping[str, Any]
     if run_id is None:
         return None
     ws = as_workspace(workspace)
-    started = dt.datetime.strptime(run_id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.UTC)
+    started = dt.datetime.strptime(run_id[:16], RUN_ID_TIME).replace(tzinfo=dt.UTC)
     data = {
         "run_id": run_id,
         **{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in summary.items()},

@@ -37,9 +37,8 @@ from typing import Any
 
 import pandas as pd
 
-from audtools.errors import AudtoolsError
+from audtools.errors import JobError, JobFailed
 from audtools.jobs.parameters import (
-    JobError,
     Period,
     export_parameters,
     import_parameters,
@@ -52,8 +51,6 @@ from audtools.workspace.runs import RESULT_NAME, load_runs, now_utc, write_resul
 
 __all__ = [
     "NOTEBOOKS",
-    "JobError",
-    "JobFailed",
     "Period",
     "export_parameters",
     "import_parameters",
@@ -74,15 +71,6 @@ NOTEBOOKS = ("import_audience", "export_audience", "match_rate_report")
 RESERVED = ("workspace", "run_id")
 _ONE_LINE = re.compile(r"^audtools error \[(?P<code>[a-z0-9_]+)\]: (?P<message>.*)$", re.S)
 Scalar = str | int | float | bool | None
-
-
-class JobFailed(AudtoolsError):
-    """The notebook of a job failed; ``result`` is its ``result.json`` (``status: failed``, or
-    the succeeded import whose match rate was too low), with ``report`` added."""
-
-    def __init__(self, result: dict[str, Any], code: str, message: str) -> None:
-        self.result = result
-        super().__init__(message, code=code)
 
 
 # -- finding notebooks and reading parameters ---------------------------------------------------

@@ -17,10 +17,9 @@ import duckdb
 import pyarrow as pa
 
 from audtools.columns import identifiers as ids
-from audtools.columns.chunks import derive_pairs
+from audtools.columns.chunks import CHUNK_ROWS, derive_pairs
 from audtools.config import DataSource, WorkspaceConfig
 from audtools.workspace.database import (
-    CHUNK_ROWS,
     VISITOR_IDS_UNIQUE,
     arrow,
     sql_identifier,

@@ -52,6 +52,7 @@ from audtools.samples.batches import (
 from audtools.samples.counts import batch_totals, expectations
 from audtools.samples.profiles import PROFILE_COUNT, Profile, make_profiles, make_visitor_ids  # noqa: F401
 from audtools.workspace import Workspace, as_workspace
+from audtools.workspace.records import write_atomic
 
 __all__ = ["DEFAULT_SEED", "SAMPLES_JSON", "create_samples"]
 
@@ -202,9 +203,7 @@ def _add_data_sources(path: Path, entries: list[dict[str, Any]]) -> None:
         if n < len(entries) - 1:
             table.add(tomlkit.nl())
         aot.append(table)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(tomlkit.dumps(doc), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, tomlkit.dumps(doc))
 
 
 def _write_key(path: Path, key: bytes) -> Path:

@@ -8,9 +8,7 @@ accepts a path or a :class:`Workspace`.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +17,9 @@ import duckdb
 from audtools.config import CONFIG_NAME, DEFAULT_CONFIG, WorkspaceConfig, load_config
 from audtools.errors import WorkspaceError
 from audtools.workspace import database as store
+from audtools.workspace.records import new_run_id, utc_text, write_atomic
+
+__all__ = ["Workspace", "as_workspace", "init_workspace", "new_run_id", "utc_text"]
 
 WorkspaceLike = "str | os.PathLike[str] | Workspace"
 
@@ -134,21 +135,8 @@ def init_workspace(root: str | os.PathLike[str]) -> Workspace:
     path.mkdir(parents=True, exist_ok=True)
     for sub in ("drops/import", "drops/export", "runs"):
         (path / sub).mkdir(parents=True, exist_ok=True)
-    tmp = path / (CONFIG_NAME + ".tmp")
-    tmp.write_text(DEFAULT_CONFIG, encoding="utf-8")
-    os.replace(tmp, path / CONFIG_NAME)
+    write_atomic(path / CONFIG_NAME, DEFAULT_CONFIG)
     ws = Workspace(path)
     with ws.session(purpose="init"):
         pass
     return ws
-
-
-def new_run_id(now: dt.datetime | None = None) -> str:
-    """A run ID: ``YYYYMMDDTHHMMSSZ-xxxxxx`` (UTC time and six random hex digits)."""
-    now = now or dt.datetime.now(dt.UTC)
-    return f"{now.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
-
-
-def utc_text(moment: dt.datetime) -> str:
-    """``2026-11-28T19:50:00Z``: how times are written in JSON output."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

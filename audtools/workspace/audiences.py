@@ -10,8 +10,9 @@ import duckdb
 import pandas as pd
 
 from audtools.errors import AudtoolsError
-from audtools.workspace import Workspace, as_workspace, utc_text
+from audtools.workspace import Workspace, as_workspace
 from audtools.workspace.database import sql_string, transaction
+from audtools.workspace.records import replaced_whole, utc_text
 
 
 def list_audiences(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
@@ -90,18 +91,16 @@ def export_members(
     ws = as_workspace(workspace)
     with ws.session(purpose="audiences members") as con:
         column = "address" if _audience_type(con, label) == "file" else "profile_id"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
         fmt = "(FORMAT parquet)" if suffix == ".parquet" else "(HEADER, DELIMITER ',')"
-        con.execute(
-            f"COPY (SELECT {column} FROM audience_members WHERE label = $label ORDER BY {column}) "
-            f"TO {sql_string(str(tmp))} {fmt}",
-            {"label": label},
-        )
+        with replaced_whole(out) as tmp:
+            con.execute(
+                f"COPY (SELECT {column} FROM audience_members WHERE label = $label "
+                f"ORDER BY {column}) TO {sql_string(str(tmp))} {fmt}",
+                {"label": label},
+            )
         (count,) = con.execute(
             "SELECT count(*) FROM audience_members WHERE label = ?", [label]
         ).fetchone() or (0,)
-    os.replace(tmp, out)
     return int(count)
 
 

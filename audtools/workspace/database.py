@@ -2,7 +2,7 @@
 
 The database is one DuckDB file. DuckDB lets one process write a file at a time, and while it
 writes, no other process can even read it, so every command that opens the database first takes
-the workspace lock (:class:`WorkspaceLock`): an ``flock`` on ``.audtools.lock`` that the operating
+the workspace lock (:class:`WorkspaceLock`): a file lock on ``.audtools.lock`` that the operating
 system releases when its holder dies. A waiting command gives up after ``lock_timeout`` seconds with
 ``workspace_busy``, naming the run that holds the lock.
 
@@ -14,26 +14,25 @@ audtools is refused.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
-import fcntl
 import json
 import logging
 import os
 import shutil
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import filelock
 import pyarrow as pa
 
-from audtools import __version__
 from audtools.errors import AudtoolsError, WorkspaceBusy, WorkspaceError
+from audtools.version import __version__
+from audtools.workspace.records import RUN_ID_TIME, now_utc, replaced_whole, utc_text
 
 log = logging.getLogger("audtools")
 
 LOCK_NAME = ".audtools.lock"
+HOLDER_NAME = ".audtools.lock.json"
 
 # Each step takes the schema from version i to i + 1. Tables are internal: the contract is the
 # files, the commands and the Python API (SPEC §2).
@@ -73,9 +72,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-CHUNK_ROWS = 256 * 1024
-"""Rows moved at once between DuckDB and Python code (Arrow slices and batches)."""
 
 VISITOR_IDS_UNIQUE = "visitor_ids_unique"
 """The ``meta`` key saying whether no visitor ID belongs to two profiles ('true'/'false')."""
@@ -164,7 +160,7 @@ def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnec
         return con
     if version > 0:
         con.close()
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+        stamp = now_utc().strftime(RUN_ID_TIME)
         backup = path.with_name(f"{path.name}.v{version}-{stamp}.bak")
         shutil.copy2(path, backup)
         log.info("copied the database to %s before migrating it", backup.name)
@@ -186,10 +182,12 @@ def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnec
 
 
 class WorkspaceLock:
-    """An exclusive, re-entrant (within one process) lock on a workspace folder.
+    """An exclusive lock on a workspace folder, re-entrant within one process (across threads).
 
-    The lock is ``flock`` on ``ROOT/.audtools.lock``; while held, the file says which run holds
-    it, so a waiting process can name it. The operating system releases it when the holder dies.
+    The lock is :class:`filelock.FileLock` on ``ROOT/.audtools.lock``: ``flock`` on Linux and
+    macOS, ``LockFileEx`` on Windows, both released by the operating system when the holder dies.
+    While held, ``ROOT/.audtools.lock.json`` says which run holds it, so a waiting process can
+    name it (a side file: Windows does not let others read a locked file).
 
     Args:
         root: the workspace folder.
@@ -198,21 +196,22 @@ class WorkspaceLock:
         purpose: what the holder is doing (``import``, ``profiles load``, ...).
     """
 
-    _held: dict[Path, int] = {}
-    _mutex = threading.Lock()
-
     def __init__(self, root: Path, timeout: float, run_id: str | None = None, purpose: str = "") -> None:
         self.path = Path(root) / LOCK_NAME
+        self.holder_path = Path(root) / HOLDER_NAME
         self.timeout = timeout
         self.run_id = run_id
         self.purpose = purpose
-        self._fd: int | None = None
-        self._reentered = False
+        # One instance per file in the process, its holds counted across threads: re-entrant.
+        # Never a "soft" lock file, which a killed holder would leave behind.
+        self._lock = filelock.FileLock(
+            self.path, thread_local=False, is_singleton=True, fallback_to_soft=False
+        )
 
     def holder(self) -> dict[str, object]:
-        """What the lock file says about its current holder (may be empty)."""
+        """What the side file says about the current holder (may be empty)."""
         try:
-            text = self.path.read_text(encoding="utf-8")
+            text = self.holder_path.read_text(encoding="utf-8")
             return json.loads(text) if text.strip() else {}
         except (OSError, ValueError):
             return {}
@@ -223,34 +222,15 @@ class WorkspaceLock:
         Raises:
             WorkspaceBusy: when another process still holds it after ``timeout``.
         """
-        key = self.path.resolve()
-        with self._mutex:
-            if key in self._held:
-                self._held[key] += 1
-                self._reentered = True
-                return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    os.close(fd)
-                    raise self._busy() from None
-                time.sleep(0.1)
-        info = {
-            "run_id": self.run_id,
-            "pid": os.getpid(),
-            "purpose": self.purpose,
-            "since": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, json.dumps(info).encode(), 0)
-        self._fd = fd
-        with self._mutex:
-            self._held[key] = 1
+        try:
+            self._lock.acquire(timeout=self.timeout, poll_interval=0.1)
+        except filelock.Timeout:
+            raise self._busy() from None
+        if self._lock.lock_counter == 1:  # taken now, not re-entered: say who holds it
+            info = {"run_id": self.run_id, "pid": os.getpid(), "purpose": self.purpose,
+                    "since": utc_text(now_utc())}
+            with replaced_whole(self.holder_path) as tmp:
+                tmp.write_text(json.dumps(info), encoding="utf-8")
 
     def _busy(self) -> WorkspaceBusy:
         holder = self.holder()
@@ -265,18 +245,10 @@ class WorkspaceLock:
 
     def release(self) -> None:
         """Release the lock (or one level of re-entry)."""
-        key = self.path.resolve()
-        with self._mutex:
-            if self._reentered:
-                self._held[key] -= 1
-                return
-            self._held.pop(key, None)
-        if self._fd is not None:
+        if self._lock.lock_counter == 1:  # still held: no other holder can have written it
             with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-            self._fd = None
+                self.holder_path.unlink()
+        self._lock.release()
 
     def __enter__(self) -> WorkspaceLock:
         self.acquire()

@@ -34,7 +34,7 @@ import duckdb
 import pyarrow as pa
 
 from audtools.drops import Drop, DropEntry, open_drop
-from audtools.errors import AudtoolsError, describe
+from audtools.errors import AudtoolsError, ErrorCode, describe
 from audtools.formats import onboarding
 from audtools.workspace import database as store
 from audtools.workspace import utc_text
@@ -178,7 +178,7 @@ def roll_back(
     if error is not None:
         code, message = describe(error)
     else:
-        code = "interrupted"
+        code = ErrorCode.INTERRUPTED
         message = (
             "The export was interrupted before all its files were in place; its files were "
             "removed and nothing was shared. Run it again."

@@ -13,13 +13,13 @@ import datetime as dt
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from audtools.errors import describe
-from audtools.workspace import Workspace, as_workspace, utc_text
+from audtools.workspace import Workspace, as_workspace
+from audtools.workspace.records import now_utc, utc_text, write_atomic
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -37,20 +37,6 @@ def sync_window(started: dt.datetime, source: str | None = None) -> tuple[str, s
         utc_text(started + dt.timedelta(hours=low)),
         utc_text(started + dt.timedelta(hours=high)),
     )
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all (temporary file, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def write_result(ws: Workspace, run_id: str, result: dict[str, Any]) -> Path:
@@ -127,8 +113,3 @@ def runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.Data
     import pandas as pd  # imported here: commands that never build a DataFrame start faster
 
     return pd.DataFrame(load_runs(workspace))
-
-
-def now_utc() -> dt.datetime:
-    """The current time in UTC, to the second."""
-    return dt.datetime.now(dt.UTC).replace(microsecond=0)
