@@ -44,7 +44,8 @@ def run_cmd(
     Example: audtools run -w ws import_audience -p label "High value"
     -p shared_audience 10603117 -p data_source defaultDataSource
     """
-    from audtools.jobs.runner import JobFailed, read_parameters, run_job
+    from audtools.jobs.notebooks import read_parameters
+    from audtools.jobs.runner import JobFailed, run_job
 
     parameters = read_parameters(files, pairs)
     # Text lines, no bars, and only to a terminal (standard error stays one line on failure).

@@ -16,13 +16,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from audtools.errors import describe
 from audtools.workspace import Workspace, as_workspace, utc_text
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger("audtools")
 
@@ -120,13 +117,6 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
         reverse=True,
     )
     return out
-
-
-def runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
-    """The run history as a DataFrame, newest first: one row per run, one column per key."""
-    import pandas as pd  # imported here: commands that never build a DataFrame start faster
-
-    return pd.DataFrame(load_runs(workspace))
 
 
 def now_utc() -> dt.datetime:
