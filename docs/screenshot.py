@@ -14,11 +14,11 @@ from pathlib import Path
 
 from playwright.sync_api import sync_playwright
 
-from audtools.samples.demo import compare_samples
 from audtools.jobs.runner import run_job
-from audtools.workspace.runs import load_runs
 from audtools.samples import create_samples
+from audtools.samples.demo import compare_samples
 from audtools.workspace import init_workspace
+from audtools.workspace.runs import load_runs
 
 OUT = Path(__file__).parent / "report.png"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",

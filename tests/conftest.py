@@ -1,8 +1,14 @@
-"""Shared fixtures: fresh workspaces in tmp_path, and a click runner."""
+"""Shared fixtures: fresh workspaces in tmp_path, the sample workspace, a click runner, and the
+one gate of every browser test (:func:`require_browser`)."""
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -10,6 +16,8 @@ from click.testing import CliRunner
 from audtools.workspace import Workspace, init_workspace
 
 DATA = Path(__file__).parent / "data"
+#: Debian's Chromium, which every browser test drives through Playwright.
+CHROMIUM = "/usr/bin/chromium"
 SAMPLES = Path(__file__).parent.parent / "data" / "samples"
 
 
@@ -32,7 +40,51 @@ def sample_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def samples_json(root: Path) -> dict[str, Any]:
+    """The sample workspace's ``samples.json``: the counts ``audtools samples`` computed on its own,
+    without the import code, which tests compare audtools with."""
+    doc: dict[str, Any] = json.loads((root / "samples.json").read_text(encoding="utf-8"))
+    return doc
+
+
+def sample_import(root: Path, label: str) -> dict[str, Any]:
+    """The sample import ``label`` of ``samples.json``: its shared audience, data source,
+    ``force_reconciliation`` and ``expected`` counts."""
+    return next(i for i in samples_json(root)["imports"] if i["label"] == label)
+
+
 @pytest.fixture
 def runner() -> CliRunner:
     """A click runner that keeps standard error apart from standard output."""
     return CliRunner()
+
+
+def in_ci() -> bool:
+    """Whether the tests run in CI (``.ci/run`` sets ``CI=true``)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def require_browser(*modules: str, chromium: str = CHROMIUM) -> ModuleType:
+    """Playwright's sync API for a browser test, once Chromium and every module it needs are here.
+
+    Without them the test skips on a developer's machine, but fails in CI: a CI run that skipped
+    its browser tests would pass without having looked at a single screen or report.
+
+    Args:
+        modules: other modules the test needs (``voila``).
+        chromium: the browser's executable.
+
+    Returns:
+        ``playwright.sync_api``.
+    """
+    missing = [chromium] if not Path(chromium).exists() else []
+    missing += [m for m in ("playwright", *modules) if importlib.util.find_spec(m) is None]
+    if missing:
+        reason = (f"the browser tests need {', '.join(missing)} (apt-get install -y chromium; "
+                  "pip install -e '.[dev]')")
+        if in_ci():
+            pytest.fail(f"{reason}: CI must run them, not skip them", pytrace=False)
+        pytest.skip(reason)
+    import playwright.sync_api
+
+    return playwright.sync_api

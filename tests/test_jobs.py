@@ -16,11 +16,12 @@ import nbformat
 import papermill
 import pytest
 from click.testing import CliRunner
+from conftest import sample_import
 
 from audtools.cli.main import cli
 from audtools.errors import JobError
 from audtools.jobs import runner as jobs
-from audtools.jobs.runner import read_parameters
+from audtools.jobs.notebooks import read_parameters
 from audtools.workspace import Workspace
 from audtools.workspace.runs import load_runs, write_result
 
@@ -51,10 +52,6 @@ def copy(template: Path, tmp_path: Path) -> Any:
 
 
 def invoke(*args: str) -> Any:
-    # Registers run, runs and report on the CLI (imported here, not at collection, so that
-    # test_cli's list of commands is the one cli.py defines).
-    import audtools.cli.jobs  # noqa: F401
-
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
@@ -396,7 +393,7 @@ def test_a_low_match_rate_fails_the_job_after_recording_the_run(copy: Any) -> No
     printed = json.loads(ran.stdout)
     assert printed["error"]["code"] == "match_rate_low"
     assert printed["status"] == "succeeded" and printed["job"]["error"]["code"] == "match_rate_low"
-    assert load_runs(ws)[0]["matched"] == 700
+    assert load_runs(ws)[0]["matched"] == sample_import(ws, "Samples - High value visitors")["expected"]["matched"]
     assert "match rate" in ran.stderr and len(ran.stderr.strip().splitlines()) == 1
 
 

@@ -5,24 +5,22 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any
 
 import pytest
+from conftest import CHROMIUM, require_browser, sample_import
 
 from audtools.errors import JobFailed
 from audtools.jobs import report
 from audtools.jobs.rendering import TEMPLATE_NAME, index_html, template_dir
 from audtools.jobs.runner import run_job
 from audtools.samples import create_samples
-from audtools.workspace import Workspace, init_workspace
+from audtools.workspace import init_workspace
 from audtools.workspace.runs import load_runs, write_result
 
-CHROMIUM = "/usr/bin/chromium"
 EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 PHONE = re.compile(r"\+\d{8,15}\b|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")
 ID38 = re.compile(r"(?<!\d)\d{38}(?!\d)")
@@ -118,12 +116,14 @@ def test_reports_show_no_personal_data(rendered: Path) -> None:
 def test_reports_start_with_the_stakeholder_summary_and_show_no_code(rendered: Path) -> None:
     runs = {r["kind"] + ("-failed" if r["status"] == "failed" else ""): r
             for r in load_runs(rendered)}
+    cart = sample_import(rendered, "Samples - Cart abandoners (file)")["expected"]
+    rate = f"{cart['matched'] / cart['members']:.1%}"
     for kind, head, facts in (
-        ("import", "Import: Cart abandoners", ["Available in Campaign", "Match rate 76.7%",
+        ("import", "Import: Cart abandoners", ["Available in Campaign", f"Match rate {rate}",
                                                "File audience", "first run of this label"]),
         ("export", "Export: Loyal", ["Available in the Experience Cloud",
                                      "<code>email &lt;&gt; '…' AND loyalty_points &gt;= 2500</code>"]),
-        ("report", "Match rate report", ["samplesEmailAes", "76.7%"]),
+        ("report", "Match rate report", ["samplesEmailAes", rate]),
         ("export-failed", "This export failed: nothing was exported.", ["bad_condition"]),
     ):
         page = (rendered / runs[kind]["report"]).read_text(encoding="utf-8")
@@ -184,6 +184,21 @@ def test_the_offline_template_ships_with_the_package() -> None:
     assert (folder / "static" / "audtools.css").is_file()
 
 
+def test_a_browser_test_skips_locally_but_fails_in_ci_without_chromium(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    missing = str(tmp_path / "no-chromium")
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no-chromium"):
+        require_browser(chromium=missing)
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run them"):
+        require_browser(chromium=missing)
+    with pytest.raises(pytest.fail.Exception, match="no_such_module_for_audtools"):
+        require_browser("no_such_module_for_audtools")
+    assert require_browser().sync_playwright  # here, with everything installed, it passes
+
+
 def test_index_of_an_empty_workspace(tmp_path: Path) -> None:
     ws = init_workspace(tmp_path / "ws")
     page = index_html(ws)
@@ -191,24 +206,9 @@ def test_index_of_an_empty_workspace(tmp_path: Path) -> None:
     assert "<img class='aud-chart'" in page
 
 
-def _chromium_or_skip() -> Any:
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip("playwright is not installed (pip install -e '.[dev]')")
-    if not Path(CHROMIUM).exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing: .ci/run installs Debian's chromium")
-        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
-    return sync_playwright
-
-
 @pytest.mark.slow
 def test_reports_open_offline_in_headless_chromium(rendered: Path, tmp_path: Path) -> None:
-    sync_playwright = _chromium_or_skip()
-    with sync_playwright() as p:
+    with require_browser().sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=CHROMIUM,
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -248,9 +248,18 @@ def test_report_job_links_every_run(rendered: Path) -> None:
     others = [r for r in load_runs(rendered) if r["run_id"] != job["run_id"]]
     for run in others:
         assert f"../{run['run_id']}/report.html" in page
-    # The workspace can move: every link is relative.
+    # The workspace can move: every link is relative, so the moved copy's links reach the copy.
     moved = rendered.parent / "moved"
     shutil.copytree(rendered / "runs", moved / "runs")
-    assert "href='/" not in page and str(rendered) not in page
-    assert Workspace  # the index and reports never name the workspace's absolute path
-    assert str(rendered) not in (rendered / "runs" / "index.html").read_text(encoding="utf-8")
+    for html_page in [moved / "runs" / "index.html", *sorted((moved / "runs").glob("*/report.html"))]:
+        text = html_page.read_text(encoding="utf-8")
+        assert str(rendered) not in text, html_page  # never the workspace's absolute path
+        parser = _Refs()
+        parser.feed(text)
+        links = [v for tag, name, v in parser.refs if tag == "a" and name == "href"]
+        local = [v.split("#")[0] for v in links if not re.match(r"[a-z]+:|#", v) and v.split("#")[0]]
+        for link in local:
+            assert not link.startswith("/"), (html_page, link)
+            assert (html_page.parent / link).resolve().is_relative_to(moved.resolve()), (html_page, link)
+            assert (html_page.parent / link).is_file(), (html_page, link)
+    assert f"../{others[0]['run_id']}/report.html" in (moved / "runs" / job["run_id"] / "report.html").read_text()

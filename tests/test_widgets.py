@@ -17,6 +17,7 @@ from typing import Any
 import nbformat
 import pandas as pd
 import pytest
+from conftest import samples_json
 
 from audtools.samples.batches import CART, HIGH_VALUE, MOBILE, RULE, TRAIT
 from audtools.widgets import CreateAudienceScreen, MatchRateExplorer, SaveAudienceScreen
@@ -325,7 +326,7 @@ def test_a_screen_opened_while_busy_loads_on_retry(ws: Path) -> None:
     screen.retry.click()
     assert screen.message_kind == "info", screen.message
     assert screen.shared_audience.options
-    assert screen.targeted == 3000
+    assert screen.targeted == samples_json(ws)["profiles"]
 
 
 # -- Save audience ------------------------------------------------------------------------------
@@ -333,8 +334,9 @@ def test_a_screen_opened_while_busy_loads_on_retry(ws: Path) -> None:
 
 def test_the_count_follows_the_condition(ws: Path) -> None:
     screen = SaveAudienceScreen(ws, progress=False)
-    assert screen.targeted == 3000
-    assert "<b>3,000</b> profiles targeted" in screen.count.value
+    everyone = samples_json(ws)["profiles"]
+    assert screen.targeted == everyone
+    assert f"<b>{everyone:,}</b> profiles targeted" in screen.count.value
     assert "loyalty_points" in screen.columns_help.value
     profiles = pd.read_csv(ws / "samples" / "profiles.csv", dtype={"country": str})
     screen.condition.value = "country = 'FR'"
@@ -350,7 +352,7 @@ def test_the_count_follows_the_condition(ws: Path) -> None:
     screen.condition.value = "(SELECT 1) = 1"
     assert screen.targeted is None and "subquery" in screen.message
     screen.condition.value = ""
-    assert screen.targeted == 3000
+    assert screen.targeted == everyone
 
 
 def test_the_count_holds_no_connection_between_events(ws: Path) -> None:

@@ -23,11 +23,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import CHROMIUM, require_browser, sample_import
 
 from audtools.exporting.targeting import query
-from audtools.importing.flow import import_audience
 from audtools.samples import create_samples
-from audtools.samples.batches import CART, TRAVEL
+from audtools.samples.batches import CART
 from audtools.workspace import init_workspace
 from audtools.workspace.audiences import list_audiences
 
@@ -36,7 +36,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).parent.parent
 NOTEBOOKS = REPO / "notebooks"
 SCREENS_DIR = REPO / "docs" / "screens"
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -46,15 +45,6 @@ CHROMIUM_ARGS = [
 START_TIMEOUT = 90  # seconds for Voila to answer
 PAGE_TIMEOUT = 90_000  # milliseconds for a page's kernel to run the notebook
 ACTION_TIMEOUT = 60_000  # milliseconds for an action's result to appear
-
-if not Path(CHROMIUM).exists():
-    pytest.skip(
-        f"{CHROMIUM} is missing: install Debian's chromium (apt-get install -y chromium)",
-        allow_module_level=True,
-    )
-playwright_sync = pytest.importorskip("playwright.sync_api")
-pytest.importorskip("voila")
-
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -124,7 +114,8 @@ def voila(workspace: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    with playwright_sync.sync_playwright() as pw:
+    """Headless Chromium; without it (or Playwright, or Voila) the tests skip, or fail in CI."""
+    with require_browser("voila").sync_playwright() as pw:
         chromium = pw.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True, timeout=60_000
         )
@@ -250,43 +241,59 @@ def test_save_audience_in_the_browser(page: Any, voila: str, workspace: Path, tm
     _screenshot(page, "save_audience", tmp_path)
 
 
+def _row_shows(page: Any, source: str, expected: dict[str, Any]) -> None:
+    """Wait until the explorer's row of ``source`` shows ``expected`` (counts of samples.json,
+    computed without audtools' import code), then check every cell."""
+    kind = "File" if expected["type"] == "file" else "Experience Cloud"
+    size = expected["addresses"] if expected["type"] == "file" else expected["profiles"]
+    rate = expected["matched"] / expected["members"]
+    want = {
+        "type": kind, "members": f"{expected['members']:,}", "matched": f"{expected['matched']:,}",
+        "match_rate": f"{rate:.1%}", "undecryptable": f"{expected['undecryptable']:,}",
+        "no_profile": f"{expected['unmatched']:,}", "size": f"{size:,}",
+    }
+    row = f".audtools-summary tr[data-source='{source}']"
+    page.wait_for_function(
+        "([row, want]) => Object.entries(want).every(([k, v]) => "
+        "document.querySelector(`${row} td[data-key='${k}']`)?.innerText.trim() === v)",
+        arg=[row, want],
+    )
+    page.wait_for_selector(".audtools-status :text('nothing was written')")
+    for key, value in want.items():
+        assert page.locator(f"{row} td[data-key='{key}']").inner_text().strip() == value, (source, key)
+
+
 def test_match_rate_explorer_in_the_browser(
     page: Any, voila: str, workspace: Path, tmp_path: Path
 ) -> None:
+    file = sample_import(workspace, "Samples - Cart abandoners (file)")
+    reconciled = sample_import(workspace, "Samples - Cart abandoners (reconciled)")
+    visitors = sample_import(workspace, "Samples - High value visitors")
     sources = {
+        "samplesEmailAes": "Samples - Email - Encrypted Declared ID (samplesEmailAes)",
         "samplesVisitorId": "Samples - Recipient - Visitor ID (samplesVisitorId)",
         "samplesEmailSha256": "Samples - Email - Hashed Declared ID (samplesEmailSha256)",
-        "samplesSmsAes": "Samples - SMS - Encrypted Declared ID (samplesSmsAes)",
     }
+    assert file["data_source"] == reconciled["data_source"] == "samplesEmailAes"
+    assert file["shared_audience"] == reconciled["shared_audience"] == CART
     before = sorted(p.name for p in (workspace / "runs").glob("*"))
     _open(page, voila, "explore_match_rates.ipynb", "audtools-match-rates")
-    page.locator(".audtools-shared-audience select").select_option(label=f"Travel intenders ({TRAVEL})")
+    page.locator(".audtools-shared-audience select").select_option(label=f"Cart abandoners ({CART})")
     page.locator(".audtools-data-sources select").select_option(label=list(sources.values()))
-    rows = {s: page.locator(f".audtools-summary tr[data-source='{s}']") for s in sources}
-    for row in rows.values():
-        row.wait_for()
-    page.wait_for_selector(".audtools-status :text('nothing was written')")
-    sms_type = rows["samplesSmsAes"].locator("td[data-key='type']")
-    assert sms_type.inner_text().strip() == "File"
-
-    page.locator(".audtools-force input").check()
-    page.wait_for_function(
-        "() => document.querySelector(\".audtools-summary tr[data-source='samplesSmsAes'] "
-        "td[data-key='type']\")?.innerText.trim() === 'Experience Cloud'"
-    )
-    page.wait_for_selector(".audtools-status :text('nothing was written')")
-    for source, row in rows.items():
-        want = import_audience(
-            workspace, "check", TRAVEL, source, dry_run=True, progress=False, keep_members=False,
-            force_reconciliation=source == "samplesSmsAes",
-        )
-        cell = row.locator("td[data-key='match_rate']")
-        assert cell.inner_text().strip() == f"{want.match_rate:.1%}", source
-        assert row.locator("td[data-key='members']").inner_text().strip() == f"{want.members:,}"
-        assert row.locator("td[data-key='batches_waiting']").inner_text().strip() == "0"
+    for source in sources:
+        page.locator(f".audtools-summary tr[data-source='{source}']").wait_for()
+    _row_shows(page, "samplesEmailAes", file["expected"])
     page.wait_for_function(
         "() => [...document.querySelectorAll('.audtools-funnels img')]"
         ".filter(i => i.naturalWidth > 0).length === 3"
     )
-    assert sorted(p.name for p in (workspace / "runs").glob("*")) == before
+
+    page.locator(".audtools-force input").check()
+    _row_shows(page, "samplesEmailAes", reconciled["expected"])
     _screenshot(page, "explore_match_rates", tmp_path)
+
+    page.locator(".audtools-shared-audience select").select_option(
+        label=f"High value visitors ({visitors['shared_audience']})"
+    )
+    _row_shows(page, visitors["data_source"], visitors["expected"])
+    assert sorted(p.name for p in (workspace / "runs").glob("*")) == before

@@ -1,6 +1,6 @@
 """``audtools run``, ``audtools runs`` and ``audtools report`` (SPEC §7): jobs and reports.
 
-Importing this module registers the three commands on :data:`audtools.cli.main.cli`.
+They are added to the group by :mod:`audtools.cli.main`, like every other command.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ from typing import Any
 
 import click
 
-from audtools.cli.main import CONTEXT, cli, emit, handle_errors, json_option, workspace_options
+from audtools.cli.common import CONTEXT, emit, handle_errors, json_option, workspace_options
 
 
-@cli.command("run", context_settings=CONTEXT)
+@click.command("run", context_settings=CONTEXT)
 @click.argument("notebook")
 @click.option("-p", "--parameter", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
               help="A parameter of the notebook; VALUE is a YAML scalar. Repeat for more.")
@@ -45,7 +45,8 @@ def run_cmd(
     -p shared_audience 10603117 -p data_source defaultDataSource
     """
     from audtools.errors import JobFailed
-    from audtools.jobs.runner import read_parameters, run_job
+    from audtools.jobs.notebooks import read_parameters
+    from audtools.jobs.runner import run_job
 
     parameters = read_parameters(files, pairs)
     # Text lines, no bars, and only to a terminal (standard error stays one line on failure).
@@ -80,7 +81,7 @@ def _run_text(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-@cli.command("runs", context_settings=CONTEXT)
+@click.command("runs", context_settings=CONTEXT)
 @workspace_options
 @json_option
 @handle_errors
@@ -114,7 +115,7 @@ def runs_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> None
     emit({"runs": records}, as_json, text)
 
 
-@cli.command("report", context_settings=CONTEXT)
+@click.command("report", context_settings=CONTEXT)
 @workspace_options
 @json_option
 @handle_errors

@@ -4,22 +4,19 @@ Reports, charts and the runs index read the history from here; nothing here open
 so the history stays readable while a job holds the workspace.
 
 Example:
-    >>> from audtools import history
-    >>> history.runs("data/demo")[["run_id", "kind", "label", "match_rate"]]   # doctest: +SKIP
+    >>> from audtools.jobs import history
+    >>> from audtools.workspace.runs import load_runs
+    >>> history.runs_frame(load_runs("data/demo"))[["run_id", "kind", "match_rate"]]   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pandas as pd
 
-from audtools.workspace import Workspace
-from audtools.workspace.runs import load_runs
-
-__all__ = ["COLUMNS", "data_source_rows", "previous_run", "runs", "runs_frame", "select_runs"]
+__all__ = ["COLUMNS", "data_source_rows", "previous_run", "runs_frame", "select_runs"]
 
 _COUNTS = [
     "rows_read", "rows_rejected", "members", "undecryptable", "matched", "unmatched", "no_profile",
@@ -100,11 +97,6 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     frame["match_rate"] = pd.to_numeric(frame["match_rate"], errors="coerce").astype(float)
     frame["sid"] = pd.to_numeric(frame["sid"], errors="coerce").astype("Int64")
     return frame.reset_index(drop=True)
-
-
-def runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
-    """:func:`runs_frame` of the workspace's ``result.json`` files, newest first."""
-    return runs_frame(load_runs(workspace))
 
 
 def previous_run(frame: pd.DataFrame, run: Mapping[str, Any], *, kind: str, same: list[str]) -> pd.Series | None:

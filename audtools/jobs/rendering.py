@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from audtools import charts
-from audtools.jobs import history, report
+from audtools.jobs import formatting, history, report
 from audtools.workspace import Workspace, as_workspace
 from audtools.workspace.runs import load_runs, now_utc, write_atomic
 
@@ -73,9 +73,9 @@ def _banner(result: dict[str, Any]) -> str | None:
     return (
         "<div class='aud-failed-banner'><h1>" + html.escape(head) + "</h1><p><b>"
         + html.escape(str(error.get("code") or "error")) + "</b>: "
-        + html.escape(report.scrub(error.get("message"))) + "</p><p class='aud-meta'>Run "
+        + html.escape(formatting.scrub(error.get("message"))) + "</p><p class='aud-meta'>Run "
         + html.escape(str(result.get("run_id"))) + ", started "
-        + html.escape(report.when(result.get("started_at"))) + ".</p></div>"
+        + html.escape(formatting.when(result.get("started_at"))) + ".</p></div>"
     )
 
 
@@ -120,11 +120,11 @@ def render_report(
                 cell["outputs"] = [o for o in cell["outputs"] if o.get("output_type") != "error"]
         cell = nbformat.v4.new_code_cell(source="")
         cell["outputs"] = [nbformat.v4.new_output("display_data", data={
-            "text/html": banner, "text/plain": report.Html(banner).__str__()})]
+            "text/html": banner, "text/plain": formatting.Html(banner).__str__()})]
         nb.cells.insert(0, cell)
     row = history.runs_frame([result]).iloc[0] if result else None
     kind = _KINDS.get(str(result.get("kind")), "Job")
-    label = report.scrub(row["label"]) if row is not None and row["label"] else ""
+    label = formatting.scrub(row["label"]) if row is not None and row["label"] else ""
     nb.metadata["title"] = f"{kind}: {label}" if label else kind
     body, _resources = _exporter().from_notebook_node(nb)
     path = Path(output)
@@ -151,10 +151,10 @@ def index_html(workspace: str | os.PathLike[str] | Workspace | None = None) -> s
         "<div class='aud-summary'><h1>Audience runs</h1>",
         f"<p class='aud-lede'>{html.escape(lede)}</p>",
         "<p class='aud-meta'>Workspace " + html.escape(ws.root.name) + "; refreshed "
-        + html.escape(report.when(now_utc())) + ". Each report opens from the table below.</p>",
+        + html.escape(formatting.when(now_utc())) + ". Each report opens from the table below.</p>",
         "</div>",
         "<h2>Match rate over time</h2>",
-        report.chart_html(charts.match_rate_chart(frame),
+        formatting.chart_html(charts.match_rate_chart(frame),
                           "Match rate of every import over time, one line per data source"),
     ]
     if latest:

@@ -7,25 +7,36 @@ a phone number. Free text that could hold one (error messages, targeting conditi
 through :func:`scrub` or :func:`redact_condition` first.
 
 Example:
-    >>> from audtools import report
-    >>> report.runs("data/demo")[["run_id", "kind", "label", "match_rate"]]   # doctest: +SKIP
+    >>> from audtools.jobs import report
+    >>> report.import_summary("data/demo", result)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import os
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from audtools import charts
-from audtools.jobs.history import data_source_rows, previous_run, runs, runs_frame, select_runs
+from audtools.jobs.formatting import (
+    Html,
+    chart_html,
+    delay,
+    escape,
+    html_table,
+    percent,
+    redact_condition,
+    scrub,
+    short_when,
+    short_window,
+    thousands,
+    when,
+    window,
+)
+from audtools.jobs.history import data_source_rows, previous_run, runs_frame, select_runs
 from audtools.workspace import Workspace, as_workspace
+from audtools.workspace.runs import load_runs
 
 __all__ = [
     "Html",
@@ -39,7 +50,6 @@ __all__ = [
     "import_details",
     "import_summary",
     "redact_condition",
-    "runs",
     "runs_frame",
     "runs_table",
     "scrub",
@@ -51,126 +61,13 @@ __all__ = [
     "window",
 ]
 
-@dataclass(frozen=True)
-class Html:
-    """A piece of HTML that notebooks display as such (and as plain text elsewhere)."""
-
-    html: str
-
-    def _repr_html_(self) -> str:
-        return self.html
-
-    def __str__(self) -> str:
-        text = re.sub(r"</?(?:b|i|code|span|a|em|strong)(?:\s[^>]*)?>", "", self.html)
-        text = re.sub(r"<[^>]+>", " ", text)
-        return re.sub(r"\s+", " ", html.unescape(text)).strip()
-
-
-# -- privacy ------------------------------------------------------------------------------------
-
-_EMAIL = re.compile(r"[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")
-_LONG_NUMBER = re.compile(r"\d{10,}")
-_QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-def scrub(text: str | None) -> str:
-    """``text`` with anything that looks like an email address, a phone number or an ID (ten
-    digits or more) replaced by ``…``."""
-    if not text:
-        return ""
-    text = _EMAIL.sub("…", str(text))
-    text = _PHONE.sub("…", text)
-    return _LONG_NUMBER.sub("…", text)
-
-
-def redact_condition(condition: str | None) -> str:
-    """A targeting condition fit for a report: its literals of text become ``'…'`` and long
-    numbers ``…``, so ``email = 'a@b.example'`` shows as ``email = '…'``."""
-    if not condition:
-        return "all profiles"
-    return scrub(_QUOTED.sub("'…'", condition))
-
-
-# -- formatting ---------------------------------------------------------------------------------
-
-
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _n(value: Any) -> str:
-    return "–" if value is None or pd.isna(value) else f"{int(value):,}"
-
-
-def _pct(value: Any) -> str:
-    return "–" if value is None or pd.isna(value) else f"{float(value):.1%}"
-
-
-def when(value: Any) -> str:
-    """A UTC time for people: ``Sat 29 Nov 2025, 20:40 UTC``."""
-    stamp = pd.to_datetime(value, utc=True, errors="coerce")
-    return "–" if stamp is None or pd.isna(stamp) else f"{stamp:%a %d %b %Y, %H:%M} UTC"
-
-
-def window(available_from: Any, available_to: Any) -> str:
-    """The sync window for people: ``Sat 29 Nov 2025, 20:40 UTC to Sun 30 Nov 2025, 08:40 UTC``."""
-    if not available_from or not available_to or pd.isna(available_from):
-        return "–"
-    return f"{when(available_from)} to {when(available_to)}"
-
-
-def _delay(data: Mapping[str, Any]) -> str:
-    """`` (24 to 36 hours after the run)``, from the run's start and its sync window."""
-    start = pd.to_datetime(data.get("started_at"), utc=True, errors="coerce")
-    low = pd.to_datetime(data.get("available_from"), utc=True, errors="coerce")
-    high = pd.to_datetime(data.get("available_to"), utc=True, errors="coerce")
-    if any(v is None or pd.isna(v) for v in (start, low, high)):
-        return ""
-    hours = [round((v - start).total_seconds() / 3600) for v in (low, high)]
-    return f" ({hours[0]} to {hours[1]} hours after the run)"
-
-
-def short_when(value: Any) -> str:
-    """A UTC time for tables: ``28 Nov 2025 20:40``."""
-    stamp = pd.to_datetime(value, utc=True, errors="coerce")
-    return "–" if stamp is None or pd.isna(stamp) else f"{stamp:%d %b %Y %H:%M}"
-
-
-def short_window(available_from: Any, available_to: Any) -> str:
-    """The sync window for tables: ``29 Nov 20:40 to 30 Nov 08:40 UTC``."""
-    low = pd.to_datetime(available_from, utc=True, errors="coerce")
-    high = pd.to_datetime(available_to, utc=True, errors="coerce")
-    if low is None or high is None or pd.isna(low) or pd.isna(high):
-        return "–"
-    return f"{low:%d %b %H:%M} to {high:%d %b %H:%M} UTC"
-
-
 def _change(rate: float, previous: pd.Series | None, noun: str) -> str:
     if previous is None or pd.isna(previous["match_rate"]):
         return f"This is the first run of {noun}."
     delta = (rate - float(previous["match_rate"])) * 100
     move = "unchanged" if abs(delta) < 0.05 else f"{'up' if delta > 0 else 'down'} {abs(delta):.1f} points"
     return (f"{move.capitalize()} since the previous run of {noun} "
-            f"({_pct(previous['match_rate'])} on {when(previous['started_at'])}).")
-
-
-def _table(head: list[str], rows: list[list[str]], numeric_from: int = 1) -> str:
-    cells = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "".join(
-        "<tr>" + "".join(
-            f"<td class='num'>{c}</td>" if i >= numeric_from else f"<td>{c}</td>"
-            for i, c in enumerate(row)
-        ) + "</tr>"
-        for row in rows
-    )
-    return f"<table class='aud-table'><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>"
-
-
-def chart_html(fig: Any, alt: str) -> str:
-    """An ``<img>`` of the chart, embedded as a PNG ``data:`` URI, with its alternative text."""
-    png = base64.b64encode(charts.figure_png(fig)).decode("ascii")
-    return f"<img class='aud-chart' alt='{_e(alt)}' src='data:image/png;base64,{png}'>"
+            f"({percent(previous['match_rate'])} on {when(previous['started_at'])}).")
 
 
 def show(fig: Any, alt: str) -> None:
@@ -205,30 +102,30 @@ def import_summary(workspace: str | os.PathLike[str] | Workspace | None, result:
     aud = data["audience"]
     shared = aud["shared_audience"]
     is_file = aud["type"] == "file"
-    size = f"{_n(data['addresses'])} addresses" if is_file else f"{_n(data['profiles'])} profiles"
+    size = f"{thousands(data['addresses'])} addresses" if is_file else f"{thousands(data['profiles'])} profiles"
     kind = "File audience" if is_file else "Experience Cloud audience"
-    history = runs(ws)
+    history = runs_frame(load_runs(ws))
     previous = previous_run(history, {**data, "label": aud["label"]}, kind="import", same=["label"])
     rate = float(data["match_rate"])
     reasons = data.get("unmatched_reasons") or {}
     parts = [
-        f"<h1>Import: {_e(scrub(aud['label']))}</h1>",
-        "<p class='aud-lede'>The shared audience <b>" + _e(f"{shared['name']} ({shared['sid']})")
-        + "</b>, read through the data source <b>" + _e(_source_label(ws, aud["data_source"]))
-        + f"</b>, is now the {kind} <b>{_e(scrub(aud['label']))}</b> of <b>{size}</b>.</p>",
+        f"<h1>Import: {escape(scrub(aud['label']))}</h1>",
+        "<p class='aud-lede'>The shared audience <b>" + escape(f"{shared['name']} ({shared['sid']})")
+        + "</b>, read through the data source <b>" + escape(_source_label(ws, aud["data_source"]))
+        + f"</b>, is now the {kind} <b>{escape(scrub(aud['label']))}</b> of <b>{size}</b>.</p>",
         "<ul class='aud-facts'>",
-        f"<li><b>Available in Campaign</b> from {_e(window(data.get('available_from'), data.get('available_to')))}"
-        f"{_e(_delay(data))}.</li>",
-        f"<li><b>Match rate {_pct(rate)}</b>: {_n(data['matched'])} of {_n(data['members'])} members "
-        f"matched a profile. {_e(_change(rate, previous, 'this label'))}</li>",
-        f"<li><b>Unmatched</b>: {_n(data['unmatched'])} members: no profile "
-        f"{_n(reasons.get('no_profile'))}, could not be decrypted {_n(reasons.get('undecryptable'))}.</li>",
-        f"<li><b>Batches</b>: {_n(data['batches_applied'])} applied, {_n(data['batches_waiting'])} waiting, "
-        f"{len(data.get('batches_skipped') or [])} skipped; {_n(data['rows_read'])} rows read, "
-        f"{_n(data['rows_rejected'])} rejected.</li>",
+        f"<li><b>Available in Campaign</b> from {escape(window(data.get('available_from'), data.get('available_to')))}"
+        f"{escape(delay(data))}.</li>",
+        f"<li><b>Match rate {percent(rate)}</b>: {thousands(data['matched'])} of {thousands(data['members'])} members "
+        f"matched a profile. {escape(_change(rate, previous, 'this label'))}</li>",
+        f"<li><b>Unmatched</b>: {thousands(data['unmatched'])} members: no profile "
+        f"{thousands(reasons.get('no_profile'))}, could not be decrypted {thousands(reasons.get('undecryptable'))}.</li>",
+        f"<li><b>Batches</b>: {thousands(data['batches_applied'])} applied, {thousands(data['batches_waiting'])} waiting, "
+        f"{len(data.get('batches_skipped') or [])} skipped; {thousands(data['rows_read'])} rows read, "
+        f"{thousands(data['rows_rejected'])} rejected.</li>",
         "</ul>",
-        f"<p class='aud-meta'>Run {_e(data.get('run_id') or 'not recorded')}, started "
-        f"{_e(when(data.get('started_at')))}.</p>",
+        f"<p class='aud-meta'>Run {escape(data.get('run_id') or 'not recorded')}, started "
+        f"{escape(when(data.get('started_at')))}.</p>",
     ]
     return Html("<div class='aud-summary'>" + "".join(parts) + "</div>")
 
@@ -242,7 +139,7 @@ def import_details(workspace: str | os.PathLike[str] | Workspace | None, result:
     size = (("addresses in the File audience", "addresses") if data["audience"]["type"] == "file"
             else ("profiles in the audience", "profiles"))
     rows = [
-        [name, _n(data[key]), _pct(data[key] / members) if members else ""]
+        [name, thousands(data[key]), percent(data[key] / members) if members else ""]
         for name, key in (
             ("members (IDs in the shared audience)", "members"),
             ("could not be decrypted", "undecryptable"),
@@ -251,18 +148,18 @@ def import_details(workspace: str | os.PathLike[str] | Workspace | None, result:
             size,
         )
     ]
-    parts = ["<h2>Counts</h2>", _table(["", "count", "share of members"], rows)]
+    parts = ["<h2>Counts</h2>", html_table(["", "count", "share of members"], rows)]
     skipped = data.get("batches_skipped") or []
     if skipped:
         parts.append("<h2>Batches skipped</h2>")
-        parts.append(_table(["batch", "reason"], [[_e(s["name"]), _e(s["reason"])] for s in skipped], 9))
+        parts.append(html_table(["batch", "reason"], [[escape(s["name"]), escape(s["reason"])] for s in skipped], 9))
     rejects = ws.run_dir(str(data.get("run_id"))) / "rejects.csv" if data.get("run_id") else None
     if rejects is not None and rejects.is_file():
         table = pd.read_csv(rejects, dtype=str)
         if not table.empty:
             counts = table.groupby("reason").size().sort_values(ascending=False)
             parts.append("<h2>Rejected batch rows, by reason</h2>")
-            parts.append(_table(["reason", "rows"], [[_e(r), _n(c)] for r, c in counts.items()]))
+            parts.append(html_table(["reason", "rows"], [[escape(r), thousands(c)] for r, c in counts.items()]))
             parts.append("<p class='aud-meta'>Each rejected row is listed with its file and line "
                          "in rejects.csv beside this report; its content is not kept.</p>")
     return Html("".join(parts))
@@ -279,7 +176,7 @@ def export_summary(
     shared = data["shared_audience"]
     targeted = data["profiles_targeted"] or 0
     rate = data["profiles_exported"] / targeted if targeted else 0.0
-    history = runs(ws)
+    history = runs_frame(load_runs(ws))
     if not history.empty:
         history = history.assign(match_rate=history["profiles_exported"] / history["profiles_targeted"].replace(0, pd.NA))
     previous = previous_run(history, {**data, "label": shared["name"]}, kind="export",
@@ -287,24 +184,24 @@ def export_summary(
     files = data.get("files") or []
     created = " (created by this export)" if shared.get("created") else ""
     parts = [
-        f"<h1>Export: {_e(shared['name'])}</h1>",
-        f"<p class='aud-lede'><b>{_n(data['ids_exported'])} new IDs</b> of "
-        f"{_n(data['profiles_exported'])} profiles were shared with the segment <b>"
-        + _e(f"{shared['name']} ({shared['sid']})") + f"</b>{created} through the data source <b>"
-        + _e(_source_label(ws, data["data_source"])) + f"</b>, in {len(files)} onboarding "
+        f"<h1>Export: {escape(shared['name'])}</h1>",
+        f"<p class='aud-lede'><b>{thousands(data['ids_exported'])} new IDs</b> of "
+        f"{thousands(data['profiles_exported'])} profiles were shared with the segment <b>"
+        + escape(f"{shared['name']} ({shared['sid']})") + f"</b>{created} through the data source <b>"
+        + escape(_source_label(ws, data["data_source"])) + f"</b>, in {len(files)} onboarding "
         f"file{'s' if len(files) != 1 else ''}. "
-        + (f"{_n(data['ids_already_shared'])} IDs already shared earlier were not sent again."
+        + (f"{thousands(data['ids_already_shared'])} IDs already shared earlier were not sent again."
            if data["ids_already_shared"] else "None of its IDs had been shared before.") + "</p>",
         "<ul class='aud-facts'>",
         f"<li><b>Available in the Experience Cloud</b> from "
-        f"{_e(window(data.get('available_from'), data.get('available_to')))}.</li>",
-        f"<li><b>Targeting</b>: <code>{_e(redact_condition(where))}</code>: {_n(targeted)} profiles.</li>",
-        f"<li><b>Profiles with an ID {_pct(rate)}</b>: {_n(data['profiles_exported'])} of "
-        f"{_n(targeted)} targeted profiles; {_n(data['profiles_without_id'])} have none. "
-        f"{_e(_change(rate, previous, 'an export to this shared audience'))}</li>",
+        f"{escape(window(data.get('available_from'), data.get('available_to')))}.</li>",
+        f"<li><b>Targeting</b>: <code>{escape(redact_condition(where))}</code>: {thousands(targeted)} profiles.</li>",
+        f"<li><b>Profiles with an ID {percent(rate)}</b>: {thousands(data['profiles_exported'])} of "
+        f"{thousands(targeted)} targeted profiles; {thousands(data['profiles_without_id'])} have none. "
+        f"{escape(_change(rate, previous, 'an export to this shared audience'))}</li>",
         "</ul>",
-        f"<p class='aud-meta'>Run {_e(data.get('run_id') or 'not recorded')}, started "
-        f"{_e(when(data.get('started_at')))}.</p>",
+        f"<p class='aud-meta'>Run {escape(data.get('run_id') or 'not recorded')}, started "
+        f"{escape(when(data.get('started_at')))}.</p>",
     ]
     return Html("<div class='aud-summary'>" + "".join(parts) + "</div>")
 
@@ -331,10 +228,10 @@ def history_summary(
         "failed": len(failed),
         "match_rates": {row["data_source"]: row["match_rate"] for row in latest},
     }
-    scope = f" of the data source {_e(data_source)}" if data_source else ""
+    scope = f" of the data source {escape(data_source)}" if data_source else ""
     parts = [
         "<h1>Match rate report</h1>",
-        f"<p class='aud-lede'>Runs{scope} over {_e(period_text)}: <b>{len(frame)}</b> runs, "
+        f"<p class='aud-lede'>Runs{scope} over {escape(period_text)}: <b>{len(frame)}</b> runs, "
         f"{len(imports)} imports and {len(exports)} exports succeeded, {len(failed)} failed.</p>",
     ]
     if latest:
@@ -350,11 +247,11 @@ def data_source_table(rows: list[dict[str, Any]]) -> str:
     for row in rows:
         change = "first run" if row["change"] is None else f"{row['change'] * 100:+.1f} points"
         body.append([
-            _e(row["data_source"]), _e(scrub(row["label"])), _e(short_when(row["started_at"])),
-            _pct(row["match_rate"]), _e(change),
-            _e(short_window(row["available_from"], row["available_to"])), _n(row["imports"]),
+            escape(row["data_source"]), escape(scrub(row["label"])), escape(short_when(row["started_at"])),
+            percent(row["match_rate"]), escape(change),
+            escape(short_window(row["available_from"], row["available_to"])), thousands(row["imports"]),
         ])
-    return _table(["data source", "latest import", "started (UTC)", "match rate", "change since "
+    return html_table(["data source", "latest import", "started (UTC)", "match rate", "change since "
                    "the previous run of its label", "available in Campaign", "imports"], body, 3)
 
 
@@ -364,15 +261,15 @@ def counts_text(row: Mapping[str, Any]) -> str:
         return scrub(row.get("error_message")) or "failed"
     kind = row.get("kind")
     if kind == "import":
-        size = (f"{_n(row.get('addresses'))} addresses" if row.get("audience_type") == "file"
-                else f"{_n(row.get('profiles'))} profiles")
-        return (f"{_n(row.get('members'))} members · {_n(row.get('matched'))} matched "
-                f"({_pct(row.get('match_rate'))}) · {size}")
+        size = (f"{thousands(row.get('addresses'))} addresses" if row.get("audience_type") == "file"
+                else f"{thousands(row.get('profiles'))} profiles")
+        return (f"{thousands(row.get('members'))} members · {thousands(row.get('matched'))} matched "
+                f"({percent(row.get('match_rate'))}) · {size}")
     if kind == "export":
-        return (f"{_n(row.get('profiles_targeted'))} targeted · {_n(row.get('ids_exported'))} IDs "
-                f"exported · {_n(row.get('ids_already_shared'))} already shared")
+        return (f"{thousands(row.get('profiles_targeted'))} targeted · {thousands(row.get('ids_exported'))} IDs "
+                f"exported · {thousands(row.get('ids_already_shared'))} already shared")
     if kind == "report":
-        return f"{_n(row.get('runs_in_period'))} runs"
+        return f"{thousands(row.get('runs_in_period'))} runs"
     return ""
 
 
@@ -384,16 +281,16 @@ def runs_table(frame: pd.DataFrame, *, link_prefix: str = "", reports: set[str] 
     for row in frame.to_dict("records"):
         run_id = str(row["run_id"])
         has_report = row.get("report") and (reports is None or run_id in reports)
-        link = (f"<a href='{_e(link_prefix + run_id + '/report.html')}'>report</a>"
+        link = (f"<a href='{escape(link_prefix + run_id + '/report.html')}'>report</a>"
                 if has_report else "")
-        status = _e(row.get("status") or "")
+        status = escape(row.get("status") or "")
         body.append([
-            _e(short_when(row["started_at"])), _e(row.get("kind") or ""),
-            _e(scrub(row.get("label")) or "–"), f"<span class='aud-{status}'>{status}</span>",
-            _e(counts_text(row)),
-            _e(short_window(row.get("available_from"), row.get("available_to"))), link,
+            escape(short_when(row["started_at"])), escape(row.get("kind") or ""),
+            escape(scrub(row.get("label")) or "–"), f"<span class='aud-{status}'>{status}</span>",
+            escape(counts_text(row)),
+            escape(short_window(row.get("available_from"), row.get("available_to"))), link,
         ])
-    return Html(_table(["started (UTC)", "kind", "label", "status", "counts", "available",
+    return Html(html_table(["started (UTC)", "kind", "label", "status", "counts", "available",
                         "report"], body, 9))
 
 
@@ -402,7 +299,7 @@ def export_details(result: Any) -> Html:
     data = _as_dict(result)
     targeted = data["profiles_targeted"] or 0
     rows = [
-        [name, _n(data[key]), _pct(data[key] / targeted) if targeted and share else ""]
+        [name, thousands(data[key]), percent(data[key] / targeted) if targeted and share else ""]
         for name, key, share in (
             ("profiles targeted", "profiles_targeted", True),
             ("profiles with an ID (exported, new or already shared)", "profiles_exported", True),
@@ -411,11 +308,11 @@ def export_details(result: Any) -> Html:
             ("IDs already shared (not sent again)", "ids_already_shared", False),
         )
     ]
-    parts = ["<h2>Counts</h2>", _table(["", "count", "share of targeted profiles"], rows)]
+    parts = ["<h2>Counts</h2>", html_table(["", "count", "share of targeted profiles"], rows)]
     files = data.get("files") or []
     parts.append("<h2>Onboarding files</h2>")
     parts.append(
-        _table(["file in the export drop"], [[_e(f)] for f in files], 9) if files
+        html_table(["file in the export drop"], [[escape(f)] for f in files], 9) if files
         else "<p>No file: every targeted ID was already shared.</p>"
     )
     return Html("".join(parts))

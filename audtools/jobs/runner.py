@@ -30,14 +30,24 @@ import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
-from importlib import resources
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from audtools.errors import JobError, JobFailed
+from audtools.errors import JobFailed
+from audtools.jobs.notebooks import (
+    NOTEBOOKS,
+    Scalar,
+    check_names,
+    notebook_kind,
+    notebook_parameters,
+    notebook_path,
+    read_parameters,
+    scalar_parameter,
+)
 from audtools.jobs.parameters import (
     Period,
     export_parameters,
@@ -65,139 +75,8 @@ __all__ = [
 
 log = logging.getLogger("audtools")
 
-#: The notebooks shipped with audtools, by the name ``audtools run`` knows them by.
-NOTEBOOKS = ("import_audience", "export_audience", "match_rate_report")
-#: Set by the job runner, never by the user.
-RESERVED = ("workspace", "run_id")
 _ONE_LINE = re.compile(r"^audtools error \[(?P<code>[a-z0-9_]+)\]: (?P<message>.*)$", re.S)
-Scalar = str | int | float | bool | None
 
-
-# -- finding notebooks and reading parameters ---------------------------------------------------
-
-
-def notebook_path(notebook: str | os.PathLike[str]) -> Path:
-    """The notebook file of a shipped name (``import_audience``, ...) or a path.
-
-    Raises:
-        JobError: ``unknown_notebook`` when it is neither.
-    """
-    text = os.fspath(notebook)
-    if text in NOTEBOOKS:
-        shipped = resources.files("audtools") / "templates" / "notebooks" / f"{text}.ipynb"
-        return Path(str(shipped))
-    path = Path(text).expanduser()
-    if path.suffix == ".ipynb" and path.is_file():
-        return path.resolve()
-    raise JobError(
-        f"Unknown notebook {text!r}: give one of {', '.join(NOTEBOOKS)} or the path of an "
-        ".ipynb file.",
-        code="unknown_notebook",
-    )
-
-
-def notebook_parameters(path: Path) -> dict[str, dict[str, Any]]:
-    """The names of the notebook's ``parameters`` cell, with papermill's inferred type,
-    default and help."""
-    import papermill
-
-    try:
-        return dict(papermill.inspect_notebook(str(path)))
-    except Exception as exc:  # noqa: BLE001 - an unreadable notebook is the user's input
-        raise JobError(
-            f"The notebook {path.name} cannot be read ({exc}); check that it is a Jupyter notebook.",
-            code="bad_notebook",
-        ) from None
-
-
-def _scalar(name: str, value: Any, origin: str) -> Scalar:
-    if isinstance(value, dt.datetime):
-        return utc_text(value) if value.tzinfo else value.isoformat()
-    if isinstance(value, dt.date):
-        return value.isoformat()
-    if value is None or isinstance(value, str | bool | int | float):
-        return value
-    raise JobError(
-        f"The parameter {name} in {origin} is a {type(value).__name__}, not a YAML scalar (text, "
-        "number, true/false or null); give one value.",
-        code="bad_parameter",
-    )
-
-
-def read_parameters(
-    files: Iterable[str | os.PathLike[str]] = (), pairs: Iterable[tuple[str, str]] = ()
-) -> dict[str, Scalar]:
-    """Parameters from YAML files (``-f``), then ``NAME VALUE`` pairs (``-p``); the later wins.
-
-    Values are YAML scalars: ``-p shared_audience 10603117`` is a number, ``-p
-    force_reconciliation true`` a boolean, ``-p operator null`` nothing. A ``-p`` value that YAML
-    reads as a list or mapping (``age: 3``) is kept as the text given.
-
-    Raises:
-        JobError: ``bad_parameters_file`` for a file that is not a YAML mapping of scalars.
-    """
-    import yaml
-
-    out: dict[str, Scalar] = {}
-    for file in files:
-        path = Path(file)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise JobError(
-                f"{path} cannot be read as YAML ({_first_line(exc)}); fix the parameters file.",
-                code="bad_parameters_file",
-            ) from None
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise JobError(
-                f"{path} must be a YAML mapping of parameter names to values (NAME: VALUE lines).",
-                code="bad_parameters_file",
-            )
-        for name, value in doc.items():
-            out[str(name)] = _scalar(str(name), value, str(path))
-    for name, text in pairs:
-        try:
-            value = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError:
-            value = text
-        if isinstance(value, list | dict):
-            value = text
-        out[name] = _scalar(name, value, "-p")
-    return out
-
-
-def _first_line(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-def _check_names(path: Path, declared: Mapping[str, Any], parameters: Mapping[str, Any]) -> None:
-    reserved = [n for n in parameters if n in RESERVED]
-    if reserved:
-        raise JobError(
-            f"{', '.join(reserved)} cannot be set: audtools run injects the workspace and the run "
-            "ID. Use -w to choose the workspace.",
-            code="reserved_parameter",
-        )
-    unknown = [n for n in parameters if n not in declared]
-    if unknown:
-        known = [n for n in declared if n not in RESERVED]
-        raise JobError(
-            f"The notebook {path.stem} has no parameter {', '.join(unknown)}; its parameters are: "
-            f"{', '.join(known) or 'none'}.",
-            code="unknown_parameter",
-        )
-
-
-def _notebook_kind(path: Path) -> str:
-    import nbformat
-
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception:  # noqa: BLE001 - papermill reports unreadable notebooks itself
-        return "job"
-    return str(nb.metadata.get("audtools", {}).get("kind", "job"))
 
 
 # -- running ------------------------------------------------------------------------------------
@@ -239,11 +118,40 @@ def run_job(
     """
     ws = as_workspace(workspace)
     path = notebook_path(notebook)
-    params = {str(k): _scalar(str(k), v, "parameters") for k, v in (parameters or {}).items()}
-    declared = notebook_parameters(path)
-    _check_names(path, declared, params)
-    kind = _notebook_kind(path)
+    params = {str(k): scalar_parameter(str(k), v, "parameters") for k, v in (parameters or {}).items()}
+    check_names(path, notebook_parameters(path), params)
+    run = _start_run(ws, path, notebook, params)
+    say = progress or (lambda line: None)
+    say(f"run {run.run_id}: running {run.job['notebook']}")
+    error = _run_notebook(run, path, params, timeout)
+    result = _job_result(run, error)
 
+    elapsed = (now_utc() - run.started).total_seconds()
+    say(f"run {run.run_id}: notebook {'failed' if error else 'done'} in {elapsed:.0f} s; "
+        "writing the report")
+    error = _write_report(run, result, error)
+    if error:
+        code, message = error
+        raise JobFailed(result, code, message)
+    return result
+
+
+@dataclass
+class _Run:
+    """A job's run once its folder exists: where it runs and what ``result.json`` says of it."""
+
+    ws: Workspace
+    run_id: str
+    started: dt.datetime
+    kind: str
+    folder: Path
+    executed: Path
+    job: dict[str, Any]
+
+
+def _start_run(ws: Workspace, path: Path, notebook: str | os.PathLike[str], params: dict[str, Scalar]) -> _Run:
+    """Allocate the run ID and create ``runs/RUN_ID/`` (only once the parameters are known good)."""
+    kind = notebook_kind(path)
     run_id = new_run_id()
     started = now_utc()
     folder = ws.run_dir(run_id)
@@ -254,59 +162,68 @@ def run_job(
         "parameters": params,
         "executed": _relative(executed, ws.root),
     }
-    say = progress or (lambda line: None)
-    say(f"run {run_id}: running {job['notebook']}")
+    return _Run(ws, run_id, started, kind, folder, executed, job)
+
+
+def _run_notebook(
+    run: _Run, path: Path, params: dict[str, Scalar], timeout: float | None
+) -> tuple[str, str] | None:
+    """Execute the notebook in the run folder; an interrupted job leaves a failed run behind."""
+    injected = {**params, "workspace": str(run.ws.root), "run_id": run.run_id}
     try:
-        error = _execute(path, executed, {**params, "workspace": str(ws.root), "run_id": run_id},
-                         folder, timeout)
+        return _execute(path, run.executed, injected, run.folder, timeout)
     except BaseException:
         # Interrupted (Ctrl-C, the scheduler's kill): the run stays listed, as failed, unless
         # its import or export got to record it.
-        if _read_result(folder) is None:
-            write_result(ws, run_id, {
-                "run_id": run_id, "kind": kind, "status": "failed",
+        if _read_result(run.folder) is None:
+            write_result(run.ws, run.run_id, {
+                "run_id": run.run_id, "kind": run.kind, "status": "failed",
                 "error": {"code": "interrupted", "message": "The job was interrupted; run it again."},
-                "started_at": utc_text(started), "finished_at": utc_text(now_utc()), "job": job})
+                "started_at": utc_text(run.started), "finished_at": utc_text(now_utc()),
+                "job": run.job})
         raise
 
-    result = _read_result(folder)
+
+def _job_result(run: _Run, error: tuple[str, str] | None) -> dict[str, Any]:
+    """The run's ``result.json`` as the notebook's import or export wrote it, or one made for a
+    notebook that recorded nothing; ``job`` added."""
+    result = _read_result(run.folder)
     if result is None:
         status = "failed" if error else "succeeded"
-        result = {"run_id": run_id, "kind": kind, "status": status}
+        result = {"run_id": run.run_id, "kind": run.kind, "status": status}
         if error:
             result["error"] = {"code": error[0], "message": error[1]}
-        result["started_at"] = utc_text(started)
+        result["started_at"] = utc_text(run.started)
         result["finished_at"] = utc_text(now_utc())
     elif error and result.get("status") != "failed":
         # The run itself was recorded (an import below min_match_rate, or a later cell): the
         # run keeps its status; the job's failure is kept beside it.
-        job["error"] = {"code": error[0], "message": error[1]}
-    result.setdefault("started_at", utc_text(started))
-    result["job"] = job
+        run.job["error"] = {"code": error[0], "message": error[1]}
+    result.setdefault("started_at", utc_text(run.started))
+    result["job"] = run.job
+    return result
 
+
+def _write_report(run: _Run, result: dict[str, Any], error: tuple[str, str] | None) -> tuple[str, str] | None:
+    """Render ``report.html``, write ``result.json`` and refresh the index; the job's error, which
+    becomes ``report_failed`` when only the report could not be rendered."""
     from audtools.jobs import rendering
 
-    elapsed = (now_utc() - started).total_seconds()
-    say(f"run {run_id}: notebook {'failed' if error else 'done'} in {elapsed:.0f} s; "
-        "writing the report")
-    html = folder / "report.html"
+    html = run.folder / "report.html"
     try:
-        rendering.render_report(executed, html, ws, result)
-        result["report"] = _relative(html, ws.root)
+        rendering.render_report(run.executed, html, run.ws, result)
+        result["report"] = _relative(html, run.ws.root)
     except Exception as exc:  # noqa: BLE001 - the run stands; its report is missing
-        log.error("the report of run %s cannot be rendered: %s", run_id, exc)
+        log.error("the report of run %s cannot be rendered: %s", run.run_id, exc)
         if not error:
-            error = ("report_failed", f"The report of run {run_id} cannot be rendered: {exc}.")
-            job["error"] = {"code": error[0], "message": error[1]}
-    write_result(ws, run_id, result)
+            error = ("report_failed", f"The report of run {run.run_id} cannot be rendered: {exc}.")
+            run.job["error"] = {"code": error[0], "message": error[1]}
+    write_result(run.ws, run.run_id, result)
     try:
-        rendering.write_index(ws)
+        rendering.write_index(run.ws)
     except Exception as exc:  # noqa: BLE001 - the index is refreshed by the next job or report
         log.error("runs/index.html cannot be refreshed: %s", exc)
-    if error:
-        code, message = error
-        raise JobFailed(result, code, message)
-    return result
+    return error
 
 
 def _execute(

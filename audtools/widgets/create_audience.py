@@ -20,8 +20,7 @@ import ipywidgets as W
 
 from audtools.importing.flow import ImportResult, import_audience
 from audtools.shared_audiences import catalog
-from audtools.widgets._common import (
-    CatalogScreen,
+from audtools.widgets._parts import (
     button_row,
     data_source_field,
     field,
@@ -35,6 +34,7 @@ from audtools.widgets._common import (
     table,
     window_text,
 )
+from audtools.widgets._screen import CatalogScreen
 from audtools.workspace import Workspace
 
 __all__ = ["FORCE_HELP", "TYPE_OPTIONS", "CreateAudienceScreen"]

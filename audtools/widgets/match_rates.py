@@ -21,8 +21,7 @@ from audtools.errors import AudtoolsError, WorkspaceBusy
 from audtools.formats.catalog import SharedAudience
 from audtools.importing.flow import ImportResult, import_audience
 from audtools.shared_audiences import catalog
-from audtools.widgets._common import (
-    CatalogScreen,
+from audtools.widgets._parts import (
     button_row,
     field,
     force_field,
@@ -32,6 +31,7 @@ from audtools.widgets._common import (
     show,
     source_options,
 )
+from audtools.widgets._screen import CatalogScreen
 from audtools.workspace import Workspace
 
 __all__ = ["EXPLORER_LABEL", "MatchRateExplorer"]
@@ -174,30 +174,7 @@ class MatchRateExplorer(CatalogScreen):
         names = ", ".join(chosen)
 
         def dry_runs() -> None:
-            started = time.perf_counter()
-            ws = self.workspace()
-            results: dict[str, ImportResult | str] = {}
-            for source_id in chosen:
-                source = ws.config.data_sources[source_id]
-                try:
-                    results[source_id] = import_audience(
-                        ws,
-                        EXPLORER_LABEL,
-                        entry.sid,
-                        source_id,
-                        force_reconciliation=force and source.encrypted,
-                        operator=self.operator,
-                        dry_run=True,
-                        progress=self.progress,
-                        keep_members=False,
-                    )
-                except WorkspaceBusy:
-                    raise
-                except AudtoolsError as exc:
-                    results[source_id] = exc.message
-            self.results = results
-            self.elapsed = time.perf_counter() - started
-            self._show(entry, force)
+            self._dry_runs(entry, chosen, force)
 
         self.act(f"Working: dry runs of {entry.display} through {names}…", dry_runs, retry=self.update)
         if self.message_kind == "info" and self.elapsed is not None and self.results:
@@ -208,73 +185,50 @@ class MatchRateExplorer(CatalogScreen):
             )
         return self.results
 
-    def _show(self, entry: SharedAudience, force: bool) -> None:
-        head = (
-            "<tr>"
-            + "".join(
-                f"<th style='text-align:{'left' if i == 0 else 'right'};padding:2px 8px'>{h}</th>"
-                for i, h in enumerate(
-                    [
-                        "data source",
-                        "audience",
-                        "members",
-                        "matched",
-                        "match rate",
-                        "undecryptable",
-                        "no profile",
-                        "profiles / addresses",
-                        "batches ready",
-                        "batches waiting",
-                    ]
+    def _dry_runs(self, entry: SharedAudience, chosen: list[str], force: bool) -> None:
+        """The dry run of the import through each chosen data source, then the table."""
+        started = time.perf_counter()
+        ws = self.workspace()
+        results: dict[str, ImportResult | str] = {}
+        for source_id in chosen:
+            source = ws.config.data_sources[source_id]
+            try:
+                results[source_id] = import_audience(
+                    ws,
+                    EXPLORER_LABEL,
+                    entry.sid,
+                    source_id,
+                    force_reconciliation=force and source.encrypted,
+                    operator=self.operator,
+                    dry_run=True,
+                    progress=self.progress,
+                    keep_members=False,
                 )
-            )
-            + "</tr>"
-        )
+            except WorkspaceBusy:
+                raise
+            except AudtoolsError as exc:
+                results[source_id] = exc.message
+        self.results = results
+        self.elapsed = time.perf_counter() - started
+        self._show(entry, force)
+
+    def _show(self, entry: SharedAudience, force: bool) -> None:
+        """The table of :attr:`results` (one row per data source) and a funnel per dry run."""
         rows = []
         images = []
         for source_id, outcome in self.results.items():
             source = self.source(source_id)
             name = html.escape(source.label if source else source_id)
             if isinstance(outcome, str):
-                rows.append(
-                    f"<tr data-source='{html.escape(source_id)}'><td style='padding:2px 8px'>{name}</td>"
-                    f"<td colspan='9' style='color:#b3261e;padding:2px 8px'>{html.escape(outcome)}</td></tr>"
-                )
+                rows.append(_refused_row(source_id, name, outcome))
                 continue
-            r = outcome
             note = ""
             if force and source is not None and not source.encrypted:
                 note = " <span style='color:#777'>(not encrypted: no forced reconciliation)</span>"
-            kind = "File" if r.audience_type == "file" else "Experience Cloud"
-            size = r.addresses if r.audience_type == "file" else r.profiles
-            cells = [
-                f"{name}{note}",
-                kind,
-                f"{r.members:,}",
-                f"{r.matched:,}",
-                f"<b>{r.match_rate:.1%}</b>",
-                f"{r.undecryptable:,}",
-                f"{r.unmatched:,}",
-                f"{size:,}",
-                f"{r.batches_applied:,}",
-                f"{r.batches_waiting:,}",
-            ]
-            keys = [
-                "source", "type", "members", "matched", "match_rate", "undecryptable",
-                "no_profile", "size", "batches_ready", "batches_waiting",
-            ]
-            rows.append(
-                f"<tr data-source='{html.escape(source_id)}'>"
-                + "".join(
-                    f"<td data-key='{k}' style='text-align:{'left' if i == 0 else 'right'};"
-                    f"padding:2px 8px'>{c}</td>"
-                    for i, (k, c) in enumerate(zip(keys, cells, strict=True))
-                )
-                + "</tr>"
-            )
+            rows.append(_result_row(source_id, f"{name}{note}", outcome))
             image = W.Image(
                 value=funnel_png(
-                    r,
+                    outcome,
                     encrypted=source.encrypted if source else None,
                     dpi=72,
                     title=f"{entry.display} through {source.label if source else source_id}",
@@ -286,16 +240,73 @@ class MatchRateExplorer(CatalogScreen):
         waiting = sum(
             r.batches_waiting for r in self.results.values() if isinstance(r, ImportResult)
         )
-        footnote = (
-            "<div style='color:#555;font-size:90%;margin-top:4px'>Batches ready are complete "
-            "batches not imported yet: the dry run reads them without applying them. Batches "
-            f"waiting ({waiting:,} in all) are incomplete and are read by no import until their "
-            "files arrive.</div>"
-        )
         self.summary.value = (
             f"<div style='margin:8px 0 4px'><b>{html.escape(entry.display)}</b></div>"
-            f"<table class='audtools-table' style='border-collapse:collapse'>{head}{''.join(rows)}</table>"
-            f"{footnote}"
+            f"<table class='audtools-table' style='border-collapse:collapse'>{_HEAD}{''.join(rows)}</table>"
+            f"{_footnote(waiting)}"
         )
         self.funnels.children = tuple(images)
         show(self.funnels, bool(images))
+
+
+# -- the table ------------------------------------------------------------------------------------
+
+_HEADINGS = [
+    "data source", "audience", "members", "matched", "match rate", "undecryptable", "no profile",
+    "profiles / addresses", "batches ready", "batches waiting",
+]
+#: The ``data-key`` of each column (tests and the browser test read cells by it).
+_KEYS = [
+    "source", "type", "members", "matched", "match_rate", "undecryptable", "no_profile", "size",
+    "batches_ready", "batches_waiting",
+]
+_HEAD = (
+    "<tr>"
+    + "".join(
+        f"<th style='text-align:{'left' if i == 0 else 'right'};padding:2px 8px'>{h}</th>"
+        for i, h in enumerate(_HEADINGS)
+    )
+    + "</tr>"
+)
+
+
+def _refused_row(source_id: str, name: str, message: str) -> str:
+    return (
+        f"<tr data-source='{html.escape(source_id)}'><td style='padding:2px 8px'>{name}</td>"
+        f"<td colspan='9' style='color:#b3261e;padding:2px 8px'>{html.escape(message)}</td></tr>"
+    )
+
+
+def _result_row(source_id: str, name: str, r: ImportResult) -> str:
+    kind = "File" if r.audience_type == "file" else "Experience Cloud"
+    size = r.addresses if r.audience_type == "file" else r.profiles
+    cells = [
+        name,
+        kind,
+        f"{r.members:,}",
+        f"{r.matched:,}",
+        f"<b>{r.match_rate:.1%}</b>",
+        f"{r.undecryptable:,}",
+        f"{r.unmatched:,}",
+        f"{size:,}",
+        f"{r.batches_applied:,}",
+        f"{r.batches_waiting:,}",
+    ]
+    return (
+        f"<tr data-source='{html.escape(source_id)}'>"
+        + "".join(
+            f"<td data-key='{k}' style='text-align:{'left' if i == 0 else 'right'};"
+            f"padding:2px 8px'>{c}</td>"
+            for i, (k, c) in enumerate(zip(_KEYS, cells, strict=True))
+        )
+        + "</tr>"
+    )
+
+
+def _footnote(waiting: int) -> str:
+    return (
+        "<div style='color:#555;font-size:90%;margin-top:4px'>Batches ready are complete "
+        "batches not imported yet: the dry run reads them without applying them. Batches "
+        f"waiting ({waiting:,} in all) are incomplete and are read by no import until their "
+        "files arrive.</div>"
+    )

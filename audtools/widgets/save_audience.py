@@ -21,23 +21,26 @@ from typing import Any
 import ipywidgets as W
 
 from audtools.exporting.flow import ExportResult, export_audience
-from audtools.exporting.targeting import validate_condition
 from audtools.formats.catalog import SharedAudience
 from audtools.shared_audiences import catalog_entries
-from audtools.widgets._common import (
-    CatalogScreen,
+from audtools.widgets._parts import (
     button_row,
     data_source_field,
     field,
     is_visible,
     not_a_segment,
-    number,
     shared_audience_field,
     show,
     source_options,
-    table,
-    window_text,
 )
+from audtools.widgets._save_parts import (
+    confirmed_sentence,
+    count_targeted,
+    result_html,
+    segment_name_problem,
+    transition_html,
+)
+from audtools.widgets._screen import CatalogScreen
 from audtools.workspace import Workspace, new_run_id
 
 __all__ = ["NEW_SEGMENT", "TRANSITION_NAME", "SaveAudienceScreen"]
@@ -46,8 +49,6 @@ __all__ = ["NEW_SEGMENT", "TRANSITION_NAME", "SaveAudienceScreen"]
 NEW_SEGMENT = "__new_segment__"
 #: The outbound transition's file, in the run's folder.
 TRANSITION_NAME = "outbound_transition.csv"
-#: Rows of the outbound transition shown on the screen (the file has them all).
-TRANSITION_ROWS_SHOWN = 10
 
 
 class SaveAudienceScreen(CatalogScreen):
@@ -84,7 +85,27 @@ class SaveAudienceScreen(CatalogScreen):
         self.transition_path: Path | None = None
         self.new_segment: str | None = None
         self._loading = False
+        self._make_fields()
+        self.confirm = W.Button(
+            description="✓", tooltip="Confirm the settings", button_style="success", layout=W.Layout(width="48px")
+        ).add_class("audtools-confirm")
+        self.start = W.Button(
+            description="Start", button_style="primary", tooltip="Start the export"
+        ).add_class("audtools-start")
+        self.result_area = W.HTML().add_class("audtools-result")
+        self.transition_area = W.HTML().add_class("audtools-transition")
 
+        self.condition.observe(lambda _c: self._condition_changed(), names="value")
+        self.share.observe(lambda _c: self._share_changed(), names="value")
+        for widget in (self.shared_audience, self.data_source, self.outbound):
+            widget.observe(lambda _c: self.unconfirm(), names="value")
+        self.create.on_click(lambda _b: self.create_segment())
+        self.confirm.on_click(lambda _b: self.confirm_settings())
+        self.start.on_click(lambda _b: self.start_export())
+        self.reload()
+
+    def _make_fields(self) -> None:
+        """The condition with its count, then "Share" and the shared-audience fields."""
         self.condition = field(
             W.Textarea(
                 description="Targeting condition",
@@ -105,9 +126,9 @@ class SaveAudienceScreen(CatalogScreen):
             "audtools-segment-name",
         )
         self.segment_name.layout.width = "560px"
-        self.create = W.Button(description="Create", tooltip="Create a new shared audience")
-        self.create.add_class("audtools-create")
-        self.create.layout.width = "96px"
+        self.create = W.Button(
+            description="Create", tooltip="Create a new shared audience", layout=W.Layout(width="96px")
+        ).add_class("audtools-create")
         self.data_source = data_source_field()
         self.outbound = field(
             W.Checkbox(description="Generate an outbound transition", value=False),
@@ -116,22 +137,6 @@ class SaveAudienceScreen(CatalogScreen):
         self.share_box = W.VBox(
             [self.shared_audience, W.HBox([self.segment_name, self.create]), self.data_source, self.outbound]
         )
-        self.confirm = W.Button(description="✓", tooltip="Confirm the settings", button_style="success")
-        self.confirm.layout.width = "48px"
-        self.confirm.add_class("audtools-confirm")
-        self.start = W.Button(description="Start", button_style="primary", tooltip="Start the export")
-        self.start.add_class("audtools-start")
-        self.result_area = W.HTML().add_class("audtools-result")
-        self.transition_area = W.HTML().add_class("audtools-transition")
-
-        self.condition.observe(lambda _c: self._condition_changed(), names="value")
-        self.share.observe(lambda _c: self._share_changed(), names="value")
-        for widget in (self.shared_audience, self.data_source, self.outbound):
-            widget.observe(lambda _c: self.unconfirm(), names="value")
-        self.create.on_click(lambda _b: self.create_segment())
-        self.confirm.on_click(lambda _b: self.confirm_settings())
-        self.start.on_click(lambda _b: self.start_export())
-        self.reload()
 
     # -- layout -------------------------------------------------------------------------------
 
@@ -151,17 +156,8 @@ class SaveAudienceScreen(CatalogScreen):
 
     def controls(self) -> list[W.Widget]:
         """Everything the operator can change or press."""
-        return [
-            self.condition,
-            self.share,
-            self.shared_audience,
-            self.segment_name,
-            self.create,
-            self.data_source,
-            self.outbound,
-            self.confirm,
-            self.start,
-        ]
+        return [self.condition, self.share, self.shared_audience, self.segment_name, self.create,
+                self.data_source, self.outbound, self.confirm, self.start]
 
     def sync(self) -> None:
         """Start only after the check mark; nothing for a refused operator or while working."""
@@ -221,14 +217,7 @@ class SaveAudienceScreen(CatalogScreen):
         self.count.value = "<span style='color:#0b5cad'>counting…</span>"
 
         def count() -> None:
-            ws = self.workspace()
-            with ws.session(purpose="targeting count") as con:
-                if condition.strip():
-                    text = validate_condition(con, condition)
-                    sql = f"SELECT count(*) FROM profiles WHERE ({text}) IS TRUE"
-                else:
-                    sql = "SELECT count(*) FROM profiles"
-                self.targeted = int(con.execute(sql).fetchall()[0][0])
+            self.targeted = count_targeted(self.workspace(), condition)
 
         ok = self.act(
             "Counting the targeted profiles…", count, retry=self.update_count, keep_message=True
@@ -255,22 +244,7 @@ class SaveAudienceScreen(CatalogScreen):
             True when the name was accepted.
         """
         name = self.segment_name.value
-        problem = None
-        if not name.strip():
-            problem = "Type a segment name, then press Create."
-        elif name.isascii() and name.isdigit():
-            problem = (
-                f"The segment name {name!r} is only digits, which would be read as a sid; choose a "
-                "name with letters."
-            )
-        else:
-            same = [e for e in self.entries.values() if e.name == name]
-            if same:
-                sids = ", ".join(str(e.sid) for e in same)
-                problem = (
-                    f"The segment name {name!r} is already in the catalog (sid {sids}); pick it in "
-                    "the Shared audience list or choose another name."
-                )
+        problem = segment_name_problem(name, self.entries.values())
         if problem:
             self.say("error", problem)
             return False
@@ -352,13 +326,7 @@ class SaveAudienceScreen(CatalogScreen):
                 **target,
             )
             self.preview = preview
-            self.say(
-                "done",
-                f"Settings confirmed: {preview.profiles_targeted:,} profiles targeted, "
-                f"{preview.ids_exported:,} new IDs to share with "
-                f"{preview.shared_audience.display}, {preview.ids_already_shared:,} already "
-                "shared. Press Start.",
-            )
+            self.say("done", confirmed_sentence(preview))
 
         self.act("Checking the settings…", dry_run, retry=self.confirm_settings)
         return self.preview
@@ -382,39 +350,41 @@ class SaveAudienceScreen(CatalogScreen):
         outbound = bool(self.outbound.value)
         self.result = None
 
-        def export() -> None:
-            ws = self.workspace()
-            run_id = new_run_id()
-            path = ws.run_dir(run_id) / TRANSITION_NAME if outbound else None
-            result = export_audience(
-                ws,
-                data_source=source_id,
-                where=condition,
-                outbound_transition=path,
-                operator=self.operator,
-                progress=self.progress,
-                run_id=run_id,
-                keep_transitions=outbound,
-                **target,
-            )
-            self.result, self.transition_path = result, path
-            self.preview = None
-            if result.created:
-                self.new_segment = None
-                self.segment_name.value = ""
-            with ws.session(purpose="save audience screen") as con:
-                entries = catalog_entries(ws, con)
-            self._set_catalog(entries, select=result.shared_audience.sid)
-            self._show_result(result)
-            self.refresh_history("export")
-            self.say(
-                "done",
-                f"Export {result.run_id} done: {result.ids_exported:,} IDs shared with "
-                f"{result.shared_audience.display}.",
-            )
-
-        self.act("Working: exporting the targeted profiles…", export, retry=self.start_export)
+        self.act("Working: exporting the targeted profiles…",
+                 lambda: self._export(condition, source_id, target, outbound), retry=self.start_export)
         return self.result
+
+    def _export(self, condition: str | None, source_id: str, target: dict[str, Any], outbound: bool) -> None:
+        """The export itself, then the result, the refreshed catalog and the last run."""
+        ws = self.workspace()
+        run_id = new_run_id()
+        path = ws.run_dir(run_id) / TRANSITION_NAME if outbound else None
+        result = export_audience(
+            ws,
+            data_source=source_id,
+            where=condition,
+            outbound_transition=path,
+            operator=self.operator,
+            progress=self.progress,
+            run_id=run_id,
+            keep_transitions=outbound,
+            **target,
+        )
+        self.result, self.transition_path = result, path
+        self.preview = None
+        if result.created:
+            self.new_segment = None
+            self.segment_name.value = ""
+        with ws.session(purpose="save audience screen") as con:
+            entries = catalog_entries(ws, con)
+        self._set_catalog(entries, select=result.shared_audience.sid)
+        self._show_result(result)
+        self.refresh_history("export")
+        self.say(
+            "done",
+            f"Export {result.run_id} done: {result.ids_exported:,} IDs shared with "
+            f"{result.shared_audience.display}.",
+        )
 
     def _show_result(self, result: ExportResult) -> None:
         source = self.source(result.data_source)
@@ -422,42 +392,10 @@ class SaveAudienceScreen(CatalogScreen):
         if self.transition_path is None:
             self.transition_area.value = ""
             return
-        frame = result.outbound_transition
-        shown = frame.head(TRANSITION_ROWS_SHOWN).to_html(
-            index=False, border=0, classes="audtools-transition-table"
-        )
         relative = self.transition_path.relative_to(self.root).as_posix()
-        more = (
-            f"the first {TRANSITION_ROWS_SHOWN} of {len(frame):,} rows"
-            if len(frame) > TRANSITION_ROWS_SHOWN
-            else f"{len(frame):,} rows"
-        )
-        self.transition_area.value = (
-            "<div style='margin:8px 0 4px'><b>Outbound transition</b> — "
-            f"{more}, written to {html.escape(relative)}</div>{shown}"
-        )
+        self.transition_area.value = transition_html(result.outbound_transition, relative)
 
     @property
     def share_fields_visible(self) -> bool:
         """Whether the shared-audience fields are shown (with "Share" ticked)."""
         return is_visible(self.share_box)
-
-
-def result_html(result: ExportResult, source_label: str) -> str:
-    """The export's result: IDs exported, already shared, profiles without an ID, files, window."""
-    files = ", ".join(html.escape(f) for f in result.files) or "none (no new ID to share)"
-    rows: list[tuple[str, str, str]] = [
-        ("profiles_targeted", "Profiles targeted", number(result.profiles_targeted)),
-        ("ids_exported", "IDs exported", number(result.ids_exported)),
-        ("ids_already_shared", "IDs already shared", number(result.ids_already_shared)),
-        ("profiles_without_id", "Profiles without an ID", number(result.profiles_without_id)),
-        ("files", "Files written", files),
-        ("window", "Sync window", window_text(result.available_from, result.available_to)),
-    ]
-    created = " (created by this export)" if result.created else ""
-    head = (
-        f"<div style='margin:8px 0 4px'>Shared with <b>{html.escape(result.shared_audience.display)}"
-        f"</b>{created} through {html.escape(source_label)}"
-        f"{' — run ' + html.escape(result.run_id) if result.run_id else ''}</div>"
-    )
-    return head + table(rows)

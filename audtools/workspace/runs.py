@@ -15,14 +15,11 @@ import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from audtools.errors import describe
 from audtools.workspace import Workspace, as_workspace
 from audtools.workspace.records import now_utc, utc_text, write_atomic
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 log = logging.getLogger("audtools")
 
@@ -108,8 +105,3 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
     return out
 
 
-def runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
-    """The run history as a DataFrame, newest first: one row per run, one column per key."""
-    import pandas as pd  # imported here: commands that never build a DataFrame start faster
-
-    return pd.DataFrame(load_runs(workspace))
