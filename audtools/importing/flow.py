@@ -33,6 +33,7 @@ from audtools.profiles import declared_ids as derived
 from audtools.shared_audiences import find_shared_audience
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
 from audtools.workspace.database import CHUNK_ROWS, arrow, sql_string, uncompressed_writes
+from audtools.workspace.keys import load_key
 from audtools.workspace.operators import check_operator
 from audtools.workspace.progress import bar
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure, write_result
@@ -236,7 +237,7 @@ def _refusals(
         )
     key = None
     if source.encrypted:
-        key = crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
+        key = load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
     file_audience = source.encrypted and source.channel in ("email", "sms") and not force_reconciliation
     return _Plan(source, shared, key, file_audience)
 
