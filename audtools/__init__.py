@@ -32,7 +32,7 @@ _EXPORTS = {
     "batches": "shared_audiences",
     "catalog": "shared_audiences",
     "delete_audience": "workspace.audiences",
-    "delete_profiles": "profiles.loading",
+    "delete_profiles": "profiles.deletion",
     "exclusion": "exporting.targeting",
     "export_audience": "exporting.flow",
     "import_audience": "importing.flow",
@@ -79,7 +79,8 @@ if TYPE_CHECKING:
     from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
     from audtools.importing.flow import ImportResult, import_audience
     from audtools.jobs.runner import run_job, runs
-    from audtools.profiles.loading import delete_profiles, load_profiles
+    from audtools.profiles.deletion import delete_profiles
+    from audtools.profiles.loading import load_profiles
     from audtools.shared_audiences import batches, catalog
     from audtools.workspace import Workspace, init_workspace
     from audtools.workspace.audiences import audience_members, delete_audience, list_audiences

@@ -17,14 +17,8 @@ from audtools.columns import identifiers as id_rules
 from audtools.errors import AudtoolsError, InputError, RefusedError
 from audtools.profiles import declared_ids as derived
 from audtools.profiles import loading as profiles_module
-from audtools.profiles.loading import (
-    ProfileDelete,
-    ProfileLoad,
-    delete_profiles,
-    load_profiles,
-    load_visitors,
-    profile_columns,
-)
+from audtools.profiles.deletion import ProfileDelete, delete_profiles
+from audtools.profiles.loading import ProfileLoad, load_profiles, load_visitors, profile_columns
 from audtools.workspace import Workspace, init_workspace
 from audtools.workspace.database import arrow, connect
 
