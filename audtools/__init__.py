@@ -32,7 +32,7 @@ _EXPORTS = {
     "batches": "importing.batches",
     "catalog": "shared_audiences",
     "delete_audience": "workspace.audiences",
-    "delete_profiles": "profiles.loading",
+    "delete_profiles": "profiles.deletion",
     "exclusion": "exporting.targeting",
     "export_audience": "exporting.flow",
     "import_audience": "importing.flow",
@@ -81,7 +81,8 @@ if TYPE_CHECKING:
     from audtools.importing.flow import import_audience
     from audtools.importing.result import ImportResult
     from audtools.jobs.runner import run_job, runs
-    from audtools.profiles.loading import delete_profiles, load_profiles
+    from audtools.profiles.deletion import delete_profiles
+    from audtools.profiles.loading import load_profiles
     from audtools.shared_audiences import catalog
     from audtools.workspace import Workspace, init_workspace
     from audtools.workspace.audiences import audience_members, delete_audience, list_audiences

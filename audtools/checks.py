@@ -18,9 +18,9 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         ``{"workspace", "problems": [...], "warnings": [...], "data_sources": {id: {...}}}``;
         no problem means the workspace is ready.
     """
-    from audtools.columns import aes as crypto
     from audtools.formats.outbound import read_info
     from audtools.shared_audiences import catalog_entries
+    from audtools.workspace.keys import load_key
 
     ws = as_workspace(workspace)
     cfg = ws.config
@@ -65,7 +65,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
                 status = "key not set"
             else:
                 try:
-                    crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
+                    load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
                 except AudtoolsError as exc:
                     problems.append(f"data source {source.id}: {exc.message}")
                     status = "bad key"

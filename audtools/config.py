@@ -3,7 +3,7 @@
 :func:`load_config` reads the workspace's configuration and reports every problem at once in one
 :class:`~audtools.errors.ConfigError`, each naming the entry, the field and what is allowed. Keys
 are never read here: a data source only names where its key lives (``key_env`` or ``key_file``),
-and :mod:`audtools.columns.aes` reads it when the data source is used.
+and :mod:`audtools.workspace.keys` reads it when the data source is used.
 """
 
 from __future__ import annotations
