@@ -36,3 +36,14 @@ def sample_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def runner() -> CliRunner:
     """A click runner that keeps standard error apart from standard output."""
     return CliRunner()
+
+
+def settled(*paths: Path, age: float = 3600) -> None:
+    """Give files a modification time ``age`` seconds ago: a delivery that has settled
+    (SPEC §4.2, ``settle_seconds``), as files written by a test are otherwise brand new."""
+    import os
+    import time
+
+    past = time.time() - age
+    for path in paths:
+        os.utime(path, (past, past))

@@ -1,0 +1,269 @@
+"""AAM outbound batch file names, read by each data source's Format (SPEC §4.1).
+
+Each data source's ``outbound_name`` is compiled once, when the configuration is read
+(:mod:`audtools.config.templates`); this module reads names with it: the timestamp by
+``outbound_timestamp``, the split (``-N`` or 3 or more digits), the extension (``.sync``,
+``.sync.gz``, ``.sync.zip``, any case), and which data source claims a name.
+
+Example:
+    >>> name = parse_name("ftp_46390_14016_iter_1486140844000-1.sync.gz")
+    >>> name.root, name.split, name.gzip
+    ('ftp_46390_14016_iter_1486140844000', 1, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+from audtools.config import DataSource
+from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
+
+__all__ = [
+    "NOT_BATCHES",
+    "Claim",
+    "NameMatcher",
+    "OutboundName",
+    "info_name",
+    "looks_like_batch",
+    "parse_name",
+    "read_name",
+]
+
+Mode = Literal["full", "iter"]
+SplitForm = Literal["dash", "digits"]
+
+# AAM's inbound and ID-synchronisation files: never batches, never listed (SPEC §4.1).
+NOT_BATCHES = ("ftp_dpm_", "c2c_id_", "adobe_id_")
+_BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
+_DEFAULT = compile_template(DEFAULT_TEMPLATE, "auto", dpid=0)
+
+
+@dataclass(frozen=True)
+class OutboundName:
+    """A file name read by a data source's template.
+
+    Attributes:
+        name: the bare file name.
+        sync_type: ``ftp``, ``s3`` or ``http`` (lower-cased).
+        destination_id: the ``ORDER_ID`` (informational), when the template has it.
+        master_dpid: the data source the name belongs to (``MASTER_DPID``, else ``DPID``).
+        alias: the ``PID_ALIAS``, which may contain ``_``.
+        mode: ``full`` or ``iter``.
+        timestamp_ms: the batch time in UTC milliseconds.
+        split: the part number, or None for the file without split (part 0).
+        split_form: ``dash`` (``-N``), ``digits`` (3 or more digits) or None.
+        root: the name without split and extensions; all parts of a batch share it.
+        compression: ``gz``, ``zip`` or None.
+        ts_text: the timestamp's digits as written (for the ``auto`` ambiguity rule).
+    """
+
+    name: str
+    sync_type: str
+    destination_id: int | None
+    master_dpid: int
+    alias: str | None
+    mode: Mode
+    timestamp_ms: int
+    split: int | None
+    split_form: SplitForm | None
+    root: str
+    compression: str | None
+    ts_text: str
+
+    @property
+    def gzip(self) -> bool:
+        """Whether the file is gzip-compressed (``.sync.gz``)."""
+        return self.compression == "gz"
+
+    @property
+    def part(self) -> int:
+        """The part number: the split, 0 for the file without split."""
+        return self.split or 0
+
+    @property
+    def info_name(self) -> str:
+        """The transfer-control file named after the batch root, ``ROOT.info``."""
+        return info_name(self.root)
+
+
+def info_name(root: str) -> str:
+    """The transfer-control file name of a batch root: ``ROOT.info``."""
+    return f"{root}.info"
+
+
+def looks_like_batch(name: str) -> bool:
+    """Whether ``name`` ends like a batch or ``.info`` (any case), and is not an inbound file."""
+    lower = name.lower()
+    return lower.endswith(_BATCH_ENDINGS) and not lower.startswith(NOT_BATCHES)
+
+
+def _numeric(setting: str, digits: str, dash: str | None) -> tuple[int, str, str | None, SplitForm | None] | str:
+    """``(timestamp_ms, ts_text, split, form)`` of a numeric timestamp, or why it is not one."""
+    n = len(digits)
+    width = {"seconds": 10, "milliseconds": 13}.get(setting)
+    if width is None:  # auto: 10 is seconds, 13 milliseconds, 16 or more milliseconds + split
+        width = 10 if n == 10 else 13
+        if n not in (10, 13) and n < 16:
+            return f"timestamp of {n} digits: set outbound_timestamp"
+    if n == width:
+        ts, split, form = digits, dash, ("dash" if dash is not None else None)
+    elif n >= width + 3 and dash is None:
+        ts, split, form = digits[:width], digits[width:], "digits"
+    else:
+        return f"timestamp of {n} digits, not {width} (outbound_timestamp = {setting!r})"
+    return int(ts) * (1000 if width == 10 else 1), ts, split, form  # type: ignore[return-value]
+
+
+def _formatted(template: NameTemplate, text: str) -> int | str:
+    """The UTC milliseconds of a formatted timestamp, or ``bad timestamp``."""
+    import re
+
+    _, pattern = _format_pattern(template.timestamp)
+    m = re.fullmatch(pattern, text)
+    if m is None:
+        return "bad timestamp"
+    values = dict(zip(template.fields, (int(g) for g in m.groups()), strict=True))
+    try:
+        when = dt.datetime(
+            values.get("year", 1970), values.get("month", 1), values.get("day", 1),
+            values.get("hour", 0), values.get("minute", 0), values.get("second", 0),
+            tzinfo=dt.UTC,
+        )
+    except ValueError:
+        return "bad timestamp"
+    return int(when.timestamp()) * 1000
+
+
+def _format_pattern(fmt: str) -> tuple[tuple[str, ...], str]:
+    from audtools.config.templates import timestamp_fields
+
+    return timestamp_fields(fmt)
+
+
+def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> OutboundName | str | None:
+    """Read ``name`` with a data source's compiled template.
+
+    Args:
+        template: the data source's compiled ``outbound_name``.
+        name: a bare file name.
+        generic: read names of any dpid (for diagnostics), not only the data source's own.
+
+    Returns:
+        The name's parts; a reason (``bad timestamp``, ``timestamp of N digits: ...``) when the
+        template matches but the timestamp or split cannot be read; None when it does not match.
+    """
+    m = (template.generic if generic else template.own).fullmatch(name)
+    if m is None:
+        return None
+    ts = m["ts"]
+    if template.split_after_timestamp:
+        dash = m["dash"]
+        extra = m["digits"] or ""
+    else:
+        x = m["xsplit"]
+        dash = x[1:] if x is not None and x.startswith("-") else None
+        extra = x if x is not None and dash is None else ""
+    if template.fields:
+        when = _formatted(template, ts)
+        if isinstance(when, str):
+            return when
+        if extra and (len(extra) < 3 or dash is not None):
+            return "bad timestamp"
+        timestamp_ms, ts_text = when, ts
+        split = extra or dash
+        form: SplitForm | None = "digits" if extra else ("dash" if dash is not None else None)
+    else:
+        read = _numeric(template.timestamp, ts + extra, dash)
+        if isinstance(read, str):
+            return read
+        timestamp_ms, ts_text, split, form = read
+    if template.split_after_timestamp:
+        root = name[: m.start("ts") + len(ts_text)]
+    else:
+        root = name[: m.start("xsplit")] + name[m.end("xsplit") : m.start("ext")] if m["xsplit"] else name[: m.start("ext")]
+    master = m["master"] if "master" in m.re.groupindex else None
+    dpid = master if master is not None else m["dpid"]
+    order = m["order"] if "order" in m.re.groupindex else None
+    comp = m["comp"]
+    return OutboundName(
+        name=name,
+        sync_type=m["sync"].lower() if "sync" in m.re.groupindex and m["sync"] else "",
+        destination_id=int(order) if order is not None else None,
+        master_dpid=int(dpid),
+        alias=m["alias"] if "alias" in m.re.groupindex else None,
+        mode="full" if m["mode"] == "full" else "iter",
+        timestamp_ms=timestamp_ms,
+        split=None if split is None else int(split),
+        split_form=form,
+        root=root,
+        compression=comp.lower() if comp else None,
+        ts_text=ts_text,
+    )
+
+
+def parse_name(name: str) -> OutboundName | None:
+    """Read ``name`` with the default template and ``outbound_timestamp = "auto"``.
+
+    Example:
+        >>> parse_name("s3_1_2_my_alias_full_1486140844000001.sync").split
+        1
+    """
+    read = read_name(_DEFAULT, name, generic=True)
+    return read if isinstance(read, OutboundName) else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who claims a drop file name.
+
+    Attributes:
+        readings: ``{source_id: name}`` for each data source whose template reads it as its own.
+        problems: ``{source_id: reason}`` for data sources whose template matches it but whose
+            timestamp or split cannot be read.
+    """
+
+    readings: dict[str, OutboundName]
+    problems: dict[str, str]
+
+
+class NameMatcher:
+    """Reads drop file names with every data source's template (compiled once, at configuration).
+
+    Args:
+        sources: the configured data sources.
+    """
+
+    def __init__(self, sources: Iterable[DataSource]) -> None:
+        self.sources = {s.id: s for s in sources}
+        self._templates = [(s.id, s.name_template) for s in self.sources.values()]
+        self._by_dpid = {s.dpid: s.id for s in self.sources.values()}
+
+    def claim(self, name: str) -> Claim:
+        """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
+        readings: dict[str, OutboundName] = {}
+        problems: dict[str, str] = {}
+        for source_id, template in self._templates:
+            read = read_name(template, name)
+            if isinstance(read, OutboundName):
+                readings[source_id] = read
+            elif read is not None:
+                problems[source_id] = read
+        return Claim(readings, problems)
+
+    def why_ignored(self, name: str) -> tuple[str, list[str]]:
+        """Why no data source reads ``name``, and the data sources the reason concerns."""
+        read = read_name(_DEFAULT, name, generic=True)
+        if isinstance(read, OutboundName):
+            source_id = self._by_dpid.get(read.master_dpid)
+            if source_id is None:
+                return f"no data source with DPID {read.master_dpid}", []
+            return f"does not match the outbound_name of data source {source_id}", [source_id]
+        for source_id, template in self._templates:
+            if read_name(template, name, generic=True) is not None:
+                return f"does not read as a name of data source {source_id} (its DPID differs)", []
+        if isinstance(read, str):
+            return read, []
+        return "not an outbound batch name of any data source's outbound_name", []
