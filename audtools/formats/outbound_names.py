@@ -160,12 +160,9 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
         return None
     ts = m["ts"]
     if template.split_after_timestamp:
-        dash = m["dash"]
-        extra = m["digits"] or ""
+        dash, extra = m["dash"], m["digits"] or ""
     else:
-        x = m["xsplit"]
-        dash = x[1:] if x is not None and x.startswith("-") else None
-        extra = x if x is not None and dash is None else ""
+        dash, extra = None, ""
     if template.fields:
         when = _formatted(template, ts)
         if isinstance(when, str):
@@ -180,6 +177,9 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
         if isinstance(read, str):
             return read
         timestamp_ms, ts_text, split, form = read
+    if not template.split_after_timestamp and m["xsplit"] is not None:
+        x = m["xsplit"]
+        split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
     if template.split_after_timestamp:
         root = name[: m.start("ts") + len(ts_text)]
     else:

@@ -75,7 +75,7 @@ MIGRATIONS: list[str] = [
     # that cannot be read), for the files as they were then (fingerprint: names, sizes, times):
     # `audtools batches` shows the reason, and the files are read again only once they change.
     """
-    CREATE TABLE batch_waits (
+    CREATE TABLE IF NOT EXISTS batch_waits (
         data_source VARCHAR, root VARCHAR, fingerprint VARCHAR, reason VARCHAR, run_id VARCHAR);
     """,
 ]
