@@ -14,6 +14,11 @@ export_drop = "drops/export"      # the exportSharedAudience drop (onboarding fi
 default_operator = "analyst"
 default_region = "US"             # country for phone numbers written without one
 lock_timeout = 60                 # seconds to wait for another process's run
+settle_seconds = 120              # a batch without .info is read once its files are this old
+max_rejects_kept = 100000         # rejected rows listed in a run's rejects.csv (all are counted)
+max_line_bytes = 8388608          # a longer line is a rejected row (bad_syntax), read in bounded memory
+max_uncompressed_bytes = 53687091200   # per compressed file (50 GiB) ...
+max_compression_ratio = 200       # ... and per compressed file: beyond either, its batch waits
 
 [[operators]]
 name = "analyst"

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -30,6 +31,8 @@ __all__ = [
 
 DEFAULT_TEMPLATE = "<SYNC_TYPE>_<ORDER_ID>_<MASTER_DPID>[_<PID_ALIAS>]_<SYNC_MODE>_<TIMESTAMP>"
 NUMERIC_TIMESTAMPS = ("auto", "milliseconds", "seconds")
+GROUPS = ("sync", "order", "dpid", "master", "alias", "mode", "ts", "digits", "dash", "xsplit", "comp", "ext")
+"""The named groups of a compiled template's patterns, in the order of ``NameTemplate.groups``."""
 
 _MACRO_PATTERNS = {
     "SYNC_TYPE": r"(?P<sync>(?i:ftp|s3|http))",
@@ -65,7 +68,15 @@ class NameTemplate:
         split_after_timestamp: True when the split follows ``<TIMESTAMP>`` (no ``SPLITNUM``
             elsewhere in the template).
         own: reads names whose ``MASTER_DPID`` (else ``DPID``) is the data source's own dpid.
-        generic: reads names of any dpid (for saying why a name is ignored).
+        generic: reads names of any dpid (a first pass shared by the data sources with the same
+            template, and for saying why a name is ignored).
+        ts_regex: for a format, reads its fields.
+        dpid_fixed: True when a name has only one reading of its dpid (only digit macros and
+            literal text before it), so that the generic pattern's dpid is the only candidate.
+        head: with ``dpid_fixed``, the start of the generic pattern up to the dpid (group ``head``), to
+            find the data source of a name with one anchored match before reading it whole.
+        groups: the positions in ``match.groups()`` of :data:`GROUPS` (-1: not in the template);
+            reading a tuple is several times faster than named groups.
     """
 
     text: str
@@ -74,6 +85,10 @@ class NameTemplate:
     split_after_timestamp: bool
     own: re.Pattern[str]
     generic: re.Pattern[str]
+    ts_regex: re.Pattern[str] | None = None
+    dpid_fixed: bool = False
+    head: re.Pattern[str] | None = None
+    groups: tuple[int, ...] = ()
 
 
 def timestamp_fields(fmt: str) -> tuple[tuple[str, ...], str]:
@@ -171,6 +186,8 @@ def _timestamp_setting(configured: str | None, from_template: str | None) -> str
     return setting
 
 
+# Compiled once per (template, setting, dpid): data sources without outbound_name share it.
+@functools.lru_cache(maxsize=1024)
 def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemplate:
     """Compile ``outbound_name`` (with ``outbound_timestamp``) for the data source ``dpid``.
 
@@ -205,6 +222,7 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
     explicit_split = any(kind == "split" or (kind == "macro" and value == "SPLITNUM") for kind, value in tokens)
     owner = "master" if "MASTER_DPID" in names else "dpid"
     patterns = {}
+    head = ""
     for variant in ("own", "generic"):
         parts: list[str] = []
         depth = 0
@@ -217,7 +235,10 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
             elif kind == "]":
                 if depth == 0:
                     raise TemplateError("the template has a ']' without '['")
-                parts.append(")?")
+                # Lazy: a name without the optional part is read without it at once (the
+                # greedy alias would scan to the end and back). A reading with it can only
+                # exist when the one without fails: what follows is the mode then digits.
+                parts.append(")??")
                 depth -= 1
             elif kind == "format":
                 continue
@@ -227,14 +248,19 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
                 parts.append(f"(?P<ts>{ts_pattern})")
                 if not explicit_split:
                     parts.append(r"(?P<digits>[0-9]*)(?:-(?P<dash>[0-9]+))?")
-            elif variant == "own" and value == ("MASTER_DPID" if owner == "master" else "DPID"):
-                parts.append(f"(?P<{owner}>{dpid})")
+            elif value == ("MASTER_DPID" if owner == "master" else "DPID"):
+                if variant == "own":
+                    parts.append(f"(?P<{owner}>{dpid})")
+                else:
+                    head = "".join(parts) + "(?P<head>[0-9]+)(?![0-9])"
+                    parts.append(_MACRO_PATTERNS[str(value)])
             else:
                 parts.append(_MACRO_PATTERNS[str(value)])
         if depth:
             raise TemplateError("the template has a '[' without ']'")
         parts.append(r"(?P<ext>\.(?i:sync)(?:\.(?P<comp>(?i:gz|zip)))?)")
         patterns[variant] = re.compile("".join(parts), re.DOTALL)
+    fixed = _dpid_fixed(tokens, "MASTER_DPID" if owner == "master" else "DPID")
     return NameTemplate(
         text=text,
         timestamp=setting,
@@ -242,4 +268,26 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
         split_after_timestamp=not explicit_split,
         own=patterns["own"],
         generic=patterns["generic"],
+        ts_regex=re.compile(ts_pattern) if fields else None,
+        dpid_fixed=fixed,
+        head=re.compile(head, re.DOTALL) if fixed else None,
+        groups=tuple(patterns["own"].groupindex.get(g, 0) - 1 for g in GROUPS),
     )
+
+
+def _dpid_fixed(tokens: list[tuple[str, str | None]], owner: str) -> bool:
+    """Whether only ``SYNC_TYPE``, ``ORDER_ID``, ``DPID`` and literals that start with a non-digit
+    come before the owner macro (then a name's dpid has one reading)."""
+    previous = "lit"
+    for kind, value in tokens:
+        if kind == "macro" and value == owner:
+            return previous == "lit"
+        if kind == "macro" and value in ("SYNC_TYPE", "ORDER_ID", "DPID", "MASTER_DPID"):
+            if previous == "macro":
+                return False
+            previous = "macro"
+        elif kind == "lit" and value and not value[0].isdigit():
+            previous = "lit"
+        else:
+            return False
+    return False

@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Literal
@@ -119,10 +120,7 @@ def _numeric(setting: str, digits: str, dash: str | None) -> tuple[int, str, str
 
 def _formatted(template: NameTemplate, text: str) -> int | str:
     """The UTC milliseconds of a formatted timestamp, or ``bad timestamp``."""
-    import re
-
-    _, pattern = _format_pattern(template.timestamp)
-    m = re.fullmatch(pattern, text)
+    m = template.ts_regex.fullmatch(text) if template.ts_regex is not None else None
     if m is None:
         return "bad timestamp"
     values = dict(zip(template.fields, (int(g) for g in m.groups()), strict=True))
@@ -135,12 +133,6 @@ def _formatted(template: NameTemplate, text: str) -> int | str:
     except ValueError:
         return "bad timestamp"
     return int(when.timestamp()) * 1000
-
-
-def _format_pattern(fmt: str) -> tuple[tuple[str, ...], str]:
-    from audtools.config.templates import timestamp_fields
-
-    return timestamp_fields(fmt)
 
 
 def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> OutboundName | str | None:
@@ -158,9 +150,14 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
     m = (template.generic if generic else template.own).fullmatch(name)
     if m is None:
         return None
-    ts = m["ts"]
+    return reading(template, m, name)
+
+
+def _split(template: NameTemplate, g: tuple[str | None, ...], ts: str) -> tuple[int, str, str | None, SplitForm | None] | str:
+    """``(timestamp_ms, ts_text, split, form)`` from the groups of a match, or why not."""
+    i = template.groups
     if template.split_after_timestamp:
-        dash, extra = m["dash"], m["digits"] or ""
+        dash, extra = g[i[8]], g[i[7]] or ""
     else:
         dash, extra = None, ""
     if template.fields:
@@ -169,32 +166,38 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
             return when
         if extra and (len(extra) < 3 or dash is not None):
             return "bad timestamp"
-        timestamp_ms, ts_text = when, ts
-        split = extra or dash
         form: SplitForm | None = "digits" if extra else ("dash" if dash is not None else None)
-    else:
-        read = _numeric(template.timestamp, ts + extra, dash)
-        if isinstance(read, str):
-            return read
-        timestamp_ms, ts_text, split, form = read
-    if not template.split_after_timestamp and m["xsplit"] is not None:
-        x = m["xsplit"]
-        split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
+        return when, ts, extra or dash, form
+    return _numeric(template.timestamp, ts + extra, dash)
+
+
+def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName | str:
+    """The parts of ``name`` from a match of one of ``template``'s patterns (see
+    :func:`read_name`)."""
+    g = m.groups()
+    i = template.groups
+    ts = g[i[6]] or ""
+    read = _split(template, g, ts)
+    if isinstance(read, str):
+        return read
+    timestamp_ms, ts_text, split, form = read
+    x = g[i[9]] if i[9] >= 0 else None
     if template.split_after_timestamp:
-        root = name[: m.start("ts") + len(ts_text)]
+        root = name[: m.start(i[6] + 1) + len(ts_text)]
+    elif x is not None:
+        split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
+        root = name[: m.start(i[9] + 1)] + name[m.end(i[9] + 1) : m.start(i[11] + 1)]
     else:
-        root = name[: m.start("xsplit")] + name[m.end("xsplit") : m.start("ext")] if m["xsplit"] else name[: m.start("ext")]
-    master = m["master"] if "master" in m.re.groupindex else None
-    dpid = master if master is not None else m["dpid"]
-    order = m["order"] if "order" in m.re.groupindex else None
-    comp = m["comp"]
+        root = name[: m.start(i[11] + 1)]
+    sync, order, comp = g[i[0]] if i[0] >= 0 else None, g[i[1]] if i[1] >= 0 else None, g[i[10]]
+    dpid = (g[i[3]] if i[3] >= 0 else None) or g[i[2]]
     return OutboundName(
         name=name,
-        sync_type=m["sync"].lower() if "sync" in m.re.groupindex and m["sync"] else "",
+        sync_type=sync.lower() if sync else "",
         destination_id=int(order) if order is not None else None,
-        master_dpid=int(dpid),
-        alias=m["alias"] if "alias" in m.re.groupindex else None,
-        mode="full" if m["mode"] == "full" else "iter",
+        master_dpid=int(dpid or 0),
+        alias=g[i[4]] if i[4] >= 0 else None,
+        mode="full" if g[i[5]] == "full" else "iter",
         timestamp_ms=timestamp_ms,
         split=None if split is None else int(split),
         split_form=form,
@@ -240,17 +243,34 @@ class NameMatcher:
         self.sources = {s.id: s for s in sources}
         self._templates = [(s.id, s.name_template) for s in self.sources.values()]
         self._by_dpid = {s.dpid: s.id for s in self.sources.values()}
+        # Templates whose dpid has one reading: one anchored match of the name's start gives
+        # the dpid, and only the data sources with that dpid read the name whole. Data sources
+        # sharing the start of a template share that match.
+        self._heads: dict[str, tuple[re.Pattern[str], dict[str, list[tuple[str, NameTemplate]]]]] = {}
+        self._loose: list[tuple[str, NameTemplate]] = []
+        for s in self.sources.values():
+            t = s.name_template
+            if t.head is None:
+                self._loose.append((s.id, t))
+                continue
+            _, by_dpid = self._heads.setdefault(t.head.pattern, (t.head, {}))
+            by_dpid.setdefault(str(s.dpid), []).append((s.id, t))
 
     def claim(self, name: str) -> Claim:
         """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
         readings: dict[str, OutboundName] = {}
         problems: dict[str, str] = {}
-        for source_id, template in self._templates:
-            read = read_name(template, name)
-            if isinstance(read, OutboundName):
-                readings[source_id] = read
-            elif read is not None:
-                problems[source_id] = read
+        candidates: list[tuple[str, NameTemplate]] = []
+        for head, by_dpid in self._heads.values():
+            m = head.match(name)
+            if m is not None:
+                candidates.extend(by_dpid.get(m["head"], ()))
+        for source_id, template in (*candidates, *self._loose):
+            result = read_name(template, name)
+            if isinstance(result, OutboundName):
+                readings[source_id] = result
+            elif result is not None:
+                problems[source_id] = result
         return Claim(readings, problems)
 
     def why_ignored(self, name: str) -> tuple[str, list[str]]:
