@@ -19,7 +19,6 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         no problem means the workspace is ready.
     """
     from audtools.columns import aes as crypto
-    from audtools.importing.decide import applied_in_future
     from audtools.importing.scan import scan_drop
     from audtools.shared_audiences import catalog_entries
 
@@ -38,15 +37,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
             catalog_entries(ws, con)
         except AudtoolsError as exc:
             problems.append(exc.message)
-        for source_id, root, timestamp_ms, applied_at in con.execute(
-            "SELECT data_source, root, timestamp_ms, applied_at FROM batches ORDER BY data_source, root"
-        ).fetchall():
-            if applied_in_future(timestamp_ms, applied_at):
-                problems.append(
-                    f"data source {source_id}: batch {root} was applied while its timestamp was "
-                    "more than a day in the future; later batches are compared with the batch "
-                    "before it (see CHANGELOG)"
-                )
+        problems.extend(_future_batches(con))
         found = scan_drop(cfg, con) if cfg.import_drop.is_dir() else None
     if found is not None:
         problems.extend(_info_problems(found))
@@ -99,3 +90,17 @@ def _info_problems(found: Any) -> list[str]:
         if ignored.name.lower().endswith(".info") and ignored.reason.startswith("cannot be read"):
             problems.append(f"{ignored.name} {ignored.reason}")
     return problems
+
+
+def _future_batches(con: Any) -> list[str]:
+    """Applied batches whose timestamp was more than a day ahead when they were applied."""
+    from audtools.importing.decide import applied_in_future
+
+    return [
+        f"data source {source_id}: batch {root} was applied while its timestamp was more than a "
+        "day in the future; later batches are compared with the batch before it (see CHANGELOG)"
+        for source_id, root, timestamp_ms, applied_at in con.execute(
+            "SELECT data_source, root, timestamp_ms, applied_at FROM batches ORDER BY data_source, root"
+        ).fetchall()
+        if applied_in_future(timestamp_ms, applied_at)
+    ]

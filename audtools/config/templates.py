@@ -221,45 +221,9 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
     # Splits of a named SPLITNUM directly after the timestamp are read as the default position.
     explicit_split = any(kind == "split" or (kind == "macro" and value == "SPLITNUM") for kind, value in tokens)
     owner = "master" if "MASTER_DPID" in names else "dpid"
-    patterns = {}
-    head = ""
-    for variant in ("own", "generic"):
-        parts: list[str] = []
-        depth = 0
-        for kind, value in tokens:
-            if kind == "lit":
-                parts.append(re.escape(str(value)))
-            elif kind == "[":
-                parts.append("(?:")
-                depth += 1
-            elif kind == "]":
-                if depth == 0:
-                    raise TemplateError("the template has a ']' without '['")
-                # Lazy: a name without the optional part is read without it at once (the
-                # greedy alias would scan to the end and back). A reading with it can only
-                # exist when the one without fails: what follows is the mode then digits.
-                parts.append(")??")
-                depth -= 1
-            elif kind == "format":
-                continue
-            elif kind == "split" or value == "SPLITNUM":
-                parts.append(r"(?P<xsplit>-?[0-9]+)?")
-            elif value == "TIMESTAMP":
-                parts.append(f"(?P<ts>{ts_pattern})")
-                if not explicit_split:
-                    parts.append(r"(?P<digits>[0-9]*)(?:-(?P<dash>[0-9]+))?")
-            elif value == ("MASTER_DPID" if owner == "master" else "DPID"):
-                if variant == "own":
-                    parts.append(f"(?P<{owner}>{dpid})")
-                else:
-                    head = "".join(parts) + "(?P<head>[0-9]+)(?![0-9])"
-                    parts.append(_MACRO_PATTERNS[str(value)])
-            else:
-                parts.append(_MACRO_PATTERNS[str(value)])
-        if depth:
-            raise TemplateError("the template has a '[' without ']'")
-        parts.append(r"(?P<ext>\.(?i:sync)(?:\.(?P<comp>(?i:gz|zip)))?)")
-        patterns[variant] = re.compile("".join(parts), re.DOTALL)
+    own, _ = _pattern(tokens, ts_pattern, explicit_split, owner, str(dpid))
+    generic, head = _pattern(tokens, ts_pattern, explicit_split, owner, None)
+    patterns = {"own": re.compile(own, re.DOTALL), "generic": re.compile(generic, re.DOTALL)}
     fixed = _dpid_fixed(tokens, "MASTER_DPID" if owner == "master" else "DPID")
     return NameTemplate(
         text=text,
@@ -273,6 +237,50 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
         head=re.compile(head, re.DOTALL) if fixed else None,
         groups=tuple(patterns["own"].groupindex.get(g, 0) - 1 for g in GROUPS),
     )
+
+
+def _pattern(
+    tokens: list[tuple[str, str | None]], ts_pattern: str, explicit_split: bool, owner: str, dpid: str | None
+) -> tuple[str, str]:
+    """The regular expression of a template, and its start up to the dpid (group ``head``).
+
+    ``dpid`` None reads any dpid; else the owner macro matches that dpid only.
+    """
+    owner_macro = "MASTER_DPID" if owner == "master" else "DPID"
+    parts: list[str] = []
+    head = ""
+    depth = 0
+    for kind, value in tokens:
+        if kind == "lit":
+            parts.append(re.escape(str(value)))
+        elif kind == "[":
+            parts.append("(?:")
+            depth += 1
+        elif kind == "]":
+            if depth == 0:
+                raise TemplateError("the template has a ']' without '['")
+            # Lazy: a name without the optional part is read without it at once (the greedy
+            # alias would scan to the end and back). A reading with it can only exist when the
+            # one without fails: what follows is the mode then digits.
+            parts.append(")??")
+            depth -= 1
+        elif kind == "format":
+            continue
+        elif kind == "split" or value == "SPLITNUM":
+            parts.append(r"(?P<xsplit>-?[0-9]+)?")
+        elif value == "TIMESTAMP":
+            parts.append(f"(?P<ts>{ts_pattern})")
+            if not explicit_split:
+                parts.append(r"(?P<digits>[0-9]*)(?:-(?P<dash>[0-9]+))?")
+        elif value == owner_macro:
+            head = "".join(parts) + "(?P<head>[0-9]+)(?![0-9])"
+            parts.append(f"(?P<{owner}>{dpid or '[0-9]+'})")
+        else:
+            parts.append(_MACRO_PATTERNS[str(value)])
+    if depth:
+        raise TemplateError("the template has a '[' without ']'")
+    parts.append(r"(?P<ext>\.(?i:sync)(?:\.(?P<comp>(?i:gz|zip)))?)")
+    return "".join(parts), head
 
 
 def _dpid_fixed(tokens: list[tuple[str, str | None]], owner: str) -> bool:
