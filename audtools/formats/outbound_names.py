@@ -17,7 +17,7 @@ import datetime as dt
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from audtools.config import DataSource
 from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
@@ -42,9 +42,9 @@ _BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
 _DEFAULT = compile_template(DEFAULT_TEMPLATE, "auto", dpid=0)
 
 
-@dataclass(frozen=True)
-class OutboundName:
-    """A file name read by a data source's template.
+class OutboundName(NamedTuple):
+    """A file name read by a data source's template (immutable; a named tuple, since drops list
+    up to hundreds of thousands of names and a tuple is several times cheaper to build).
 
     Attributes:
         name: the bare file name.
@@ -265,12 +265,17 @@ class NameMatcher:
             m = head.match(name)
             if m is not None:
                 candidates.extend(by_dpid.get(m["head"], ()))
-        for source_id, template in (*candidates, *self._loose):
-            result = read_name(template, name)
-            if isinstance(result, OutboundName):
-                readings[source_id] = result
-            elif result is not None:
+        if self._loose:
+            candidates.extend(self._loose)
+        for source_id, template in candidates:
+            full = template.own.fullmatch(name)
+            if full is None:
+                continue
+            result = reading(template, full, name)
+            if isinstance(result, str):
                 problems[source_id] = result
+            else:
+                readings[source_id] = result
         return Claim(readings, problems)
 
     def why_ignored(self, name: str) -> tuple[str, list[str]]:

@@ -16,7 +16,7 @@ BatchStatus = Literal["applied", "ready", "waiting", "skipped"]
 FUTURE_MS = 86_400_000
 """A batch whose timestamp is more than this after the current time is in the future."""
 
-@dataclass
+@dataclass(slots=True)
 class DropFile:
     """A batch file found in the import drop."""
 
