@@ -29,7 +29,7 @@ _EXPORTS = {
     "Targeting": "exporting.targeting",
     "Workspace": "workspace",
     "audience_members": "workspace.audiences",
-    "batches": "importing.batches",
+    "batches": "importing.drop_status",
     "catalog": "shared_audiences",
     "delete_audience": "workspace.audiences",
     "delete_profiles": "profiles.deletion",
@@ -77,7 +77,7 @@ if TYPE_CHECKING:
     from audtools.errors import AudtoolsError
     from audtools.exporting.flow import ExportResult, export_audience, save_audience
     from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
-    from audtools.importing.batches import batches
+    from audtools.importing.drop_status import batches
     from audtools.importing.flow import import_audience
     from audtools.importing.result import ImportResult
     from audtools.jobs.runner import run_job, runs
