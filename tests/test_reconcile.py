@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import settled
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -183,6 +184,7 @@ def build(tmp_path: Path, case: Case, sharing: bool, colliding: bool) -> Workspa
     rows = [value for value, _ in members_of(case, colliding)]
     name = f"ftp_1_{case.dpid}_full_1700000000000.sync"
     (root / "drops/import" / name).write_text("".join(f"{r}\t{SID}\n" for r in rows))
+    settled(root / "drops/import" / name)
     return Workspace(root)
 
 
