@@ -171,6 +171,11 @@ def play_history(
     return lines, all_agree
 
 
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Compare the sample imports with ``samples.json``, then play the history if there is one."""
     args = sys.argv[1:] if argv is None else argv
@@ -182,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     doc = json.loads((root / "samples.json").read_text(encoding="utf-8"))
     if "history" in doc:
         out.write(f"Playing {len(doc['history']['days'])} days of deliveries:\n")
-        history, played_ok = play_history(root, echo=lambda line: print(line, flush=True))
+        history, played_ok = play_history(root, echo=_echo)
         out.write("\nEach day's import beside samples.json:\n\n" + "\n".join(history) + "\n\n")
         ok &= played_ok
     out.write("All counts agree with samples.json.\n" if ok else "Some counts DISAGREE.\n")

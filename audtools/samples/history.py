@@ -154,7 +154,7 @@ def _visitor_and_crm(plan: _Plan, days: int) -> None:
           [(v, v) for v in fresh], days, add=20, drop=12)
     crms = rng.sample(sorted(p.crm_id for p in plan.profiles if p.crm_id), 450)
     coming = [p.crm_id or "" for p in plan.new_profiles]
-    unknown = []
+    unknown: list[str] = []
     while len(unknown) < 120:
         value = f"{rng.randrange(5_000_000, 9_999_999):08d}"
         if value not in crm_taken:
