@@ -369,7 +369,8 @@ def unmatched_chart(
     frame = _imports(runs, data_source)
     when = _when(frame, time)
     frame = _deliveries(frame, when).sort_values(when) if len(frame) else frame
-    fig, ax = _axes(ax, (max(8.0, 0.55 * min(len(frame), _MAX_BARS) + 3), 3.8))
+    wide = 9.0 if when == "delivered_at" else max(8.0, 0.8 * min(len(frame), _MAX_BARS) + 3)
+    fig, ax = _axes(ax, (wide, 3.8))
     points: list[dict[str, Any]] = []
     _POINTS[fig] = points
     title = "Unmatched members per import, by reason"
@@ -388,7 +389,8 @@ def unmatched_chart(
         ax.text(x, total + top * 0.02, f"{total:,}", ha="center", va="bottom", fontsize=7)
     # Room above the tallest bar and its total: no bar touches the top of the axis.
     ax.set_ylim(0, top * 1.18)
-    ax.set_xticks(positions, names, fontsize=7, rotation=30 if when != "delivered_at" else 0,
+    ax.set_xticks(positions, names, fontsize=8 if when == "delivered_at" else 7,
+                  rotation=30 if when != "delivered_at" else 0,
                   ha="right" if when != "delivered_at" else "center")
     _slots(ax, len(bars))
     ax.set_ylabel("unmatched members (IDs)")

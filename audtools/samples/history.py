@@ -21,6 +21,7 @@ its own random generator, so the samples without history stay byte for byte the 
 
 from __future__ import annotations
 
+import base64
 import csv
 import datetime as dt
 import hashlib
@@ -199,8 +200,13 @@ def _encrypted(plan: _Plan, source: str, plains: list[bytes], fresh: list[bytes]
         written = read_as.upper() if encoding == "hex" and plan.rng.random() < 0.05 else read_as
         return written, read_as
 
-    _play(plan, source, sid, other, [ident(p) for p in plains], [ident(p) for p in fresh],
-          days, add=add, drop=drop)
+    # A few members whose IDs decrypt to nothing (not whole AES blocks): undecryptable.
+    broken = [plan.rng.randbytes(24) for _ in range(12)]
+    garbled = [base64.b64encode(b).decode() if encoding == "base64" else b.hex() for b in broken]
+    for value in garbled:
+        src.plain[value] = None
+    _play(plan, source, sid, other, [ident(p) for p in plains] + [(g, g) for g in garbled],
+          [ident(p) for p in fresh], days, add=add, drop=drop)
 
 
 def _aes(plan: _Plan, days: int) -> None:
