@@ -328,6 +328,14 @@ def _run_names(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _totals(ax: Axes, positions: list[int], totals: list[int]) -> None:
+    """Each stacked bar's total above it, and room for it: no bar touches the axis's top."""
+    top = max(totals, default=0) or 1
+    for x, total in zip(positions, totals, strict=True):
+        ax.text(x, total + top * 0.02, f"{total:,}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, top * 1.18)
+
+
 def _unmatched_bars(frame: pd.DataFrame, when: str) -> tuple[list[str], pd.DataFrame]:
     """Per run (by run start), or per delivery summed over the data sources (by delivery)."""
     counts = pd.DataFrame({
@@ -383,12 +391,7 @@ def unmatched_chart(
     ax.bar(positions, no_profile, color=COLOURS[1], label="no profile", width=0.6)
     ax.bar(positions, undecryptable, bottom=no_profile, color=COLOURS[5],
            label="undecryptable", width=0.6)
-    totals = [a + b for a, b in zip(no_profile, undecryptable, strict=True)]
-    top = max(totals) or 1
-    for x, total in zip(positions, totals, strict=True):
-        ax.text(x, total + top * 0.02, f"{total:,}", ha="center", va="bottom", fontsize=7)
-    # Room above the tallest bar and its total: no bar touches the top of the axis.
-    ax.set_ylim(0, top * 1.18)
+    _totals(ax, positions, [a + b for a, b in zip(no_profile, undecryptable, strict=True)])
     ax.set_xticks(positions, names, fontsize=8 if when == "delivered_at" else 7,
                   rotation=30 if when != "delivered_at" else 0,
                   ha="right" if when != "delivered_at" else "center")
@@ -443,6 +446,7 @@ def exports_chart(
     ax.bar(positions, new, color=COLOURS[2], label="exported (new IDs)", width=0.6)
     ax.bar(positions, old, bottom=new, color=_GREY, label="already shared (not sent again)",
            width=0.6)
+    _totals(ax, list(positions), [a + b for a, b in zip(new, old, strict=True)])
     ax.set_xticks(list(positions), _run_names(frame), fontsize=7, rotation=30, ha="right")
     _slots(ax, len(frame))
     ax.set_ylabel("IDs")

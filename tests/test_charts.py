@@ -191,3 +191,9 @@ def test_every_chart_has_a_caption() -> None:
     assert charts.caption(charts.funnel_chart(_import("a", "t", "v", "L", 10, 5))).endswith(".")
     assert charts.caption(charts.exports_chart(HISTORY)).endswith(".")
     assert charts.caption(Figure()) == ""
+
+
+def test_export_bars_never_clipped() -> None:
+    ax = charts.exports_chart(HISTORY).axes[0]
+    tallest = max(p.get_y() + p.get_height() for p in ax.patches)
+    assert ax.get_ylim()[1] >= tallest * 1.1
