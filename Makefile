@@ -17,7 +17,7 @@ setup: $(BIN)/audtools  ## create .venv and install audtools with its test tools
 demo: setup  ## a sample workspace in data/demo: two weeks of deliveries played day by day, runs/index.html
 	rm -rf $(DEMO)
 	$(BIN)/audtools init $(DEMO)
-	$(BIN)/audtools samples -w $(DEMO) --history 14
+	$(BIN)/audtools samples -w $(DEMO) --history 14 -q
 	$(BIN)/audtools batches -w $(DEMO)
 	$(BIN)/audtools catalog -w $(DEMO)
 	$(BIN)/python -m audtools.samples.demo $(DEMO)

@@ -313,7 +313,8 @@ def rejects_chart(
                                   ylabel="rows rejected")
     if not frame.empty:
         top = float(frame["rows_rejected"].astype(float).fillna(0).max())
-        ax.set_ylim(0, max(top * 1.12, 5))
+        high = max(top * 1.12, 5)
+        ax.set_ylim(-high * 0.03, high)  # lines at 0 stay visible above the axis
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
         ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
     _caption(fig, ax, own, "Malformed batch rows each import set aside (listed in the run's "

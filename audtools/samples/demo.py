@@ -66,11 +66,11 @@ HISTORY_COLUMNS = ("rows_read", "rows_rejected", "batches_applied", *COLUMNS)
 
 def job_days(days: int) -> set[tuple[int, str]]:
     """The (day, data source) imports run as jobs (papermill: a report each, about ten seconds):
-    the first and last days and the two events; every other import runs in this process, which
-    takes well under a second (the runs index shows them all)."""
+    the two events and the last day; every other import runs in this process, which takes well
+    under a second (the runs index shows them all)."""
     from audtools.samples.history import CRM_LOAD_DAY, REJECTS_DAY
 
-    return {(1, "samplesVisitorId"), (CRM_LOAD_DAY, "samplesCrmId"),
+    return {(CRM_LOAD_DAY, "samplesCrmId"),
             (REJECTS_DAY, "samplesEmailSha256"), (days, "samplesVisitorId")}
 
 

@@ -268,10 +268,16 @@ class MatchRateExplorer(CatalogScreen):
         frame = runs_frame(load_runs(self.workspace()))
         chosen = [s for s in self.results if isinstance(self.results[s], ImportResult)]
         frame = frame[(frame["sid"] == entry.sid) & frame["data_source"].isin(chosen)]
-        fig = charts.match_rate_chart(frame)
+        from matplotlib.figure import Figure
+
+        # Smaller than a report's chart, so that it reads at the screen's size.
+        fig = Figure(figsize=(6.4, 3.0), layout="constrained")
+        charts.match_rate_chart(frame, ax=fig.add_subplot())
         fig.axes[0].set_title(f"Past imports of {entry.display}", loc="left", fontweight="bold")
+        fig.text(0.0, 0.0, charts.caption(fig), ha="left", va="top", fontsize=8,
+                 color="#444444", style="italic", wrap=True)
         self.past_points = list(charts.chart_data(fig))
-        self.past.value = charts.figure_png(fig, dpi=72) if self.past_points else b""
+        self.past.value = charts.figure_png(fig, dpi=80) if self.past_points else b""
         show(self.past, bool(self.past_points))
 
 
