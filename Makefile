@@ -14,15 +14,14 @@ $(BIN)/audtools: pyproject.toml
 
 setup: $(BIN)/audtools  ## create .venv and install audtools with its test tools
 
-demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imports
+demo: setup  ## a sample workspace in data/demo: two weeks of deliveries played day by day, runs/index.html
 	rm -rf $(DEMO)
 	$(BIN)/audtools init $(DEMO)
-	$(BIN)/audtools samples -w $(DEMO)
+	$(BIN)/audtools samples -w $(DEMO) --history 14 -q
 	$(BIN)/audtools batches -w $(DEMO)
 	$(BIN)/audtools catalog -w $(DEMO)
 	$(BIN)/python -m audtools.samples.demo $(DEMO)
 	$(BIN)/audtools export -w $(DEMO) --where "loyalty_points >= 1000" --segment-name "Demo loyal customers" --data-source samplesVisitorId
-	$(BIN)/audtools run -w $(DEMO) import_audience -p label "Samples - High value visitors" -p shared_audience 10603117 -p data_source samplesVisitorId
 	$(BIN)/audtools run -w $(DEMO) match_rate_report -p period all
 
 test: setup  ## every test, slow ones included

@@ -20,17 +20,32 @@ import io
 from collections.abc import Mapping
 from typing import Any
 
-import matplotlib.dates as mdates
 import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from audtools.chart_time import (
+    _POINTS,
+    _caption,
+    _date_axis,
+    _deliveries,
+    _iso,
+    _time_label,
+    _when,
+    caption,
+    chart_data,
+)
+
 __all__ = [
     "exports_chart",
     "figure_png",
     "funnel_chart",
+    "caption",
+    "chart_data",
     "match_rate_chart",
+    "members_chart",
+    "rejects_chart",
     "unmatched_chart",
 ]
 
@@ -106,6 +121,7 @@ def funnel_chart(
         The figure: one horizontal bar per stage, with its count and its share of the members,
         and the sync window under the title.
     """
+    own = ax is None
     data = result.to_json() if hasattr(result, "to_json") else dict(result)
     members = int(data.get("members") or 0)
     undecryptable = int(data.get("undecryptable") or 0)
@@ -146,6 +162,8 @@ def funnel_chart(
     window = _window_text(data.get("available_from"), data.get("available_to"))
     rate = f"match rate {data.get('match_rate', 0):.1%}"
     _titles(ax, title, f"{rate}; {window}" if window else rate)
+    _caption(fig, ax, own, "How many of this import's members made it through each step, "
+             "from the IDs in the shared audience to the profiles they match.")
     return fig
 
 
@@ -175,8 +193,43 @@ def _imports(runs: pd.DataFrame, data_source: str | None = None) -> pd.DataFrame
     return frame.sort_values("started_at")
 
 
+def _lines(runs: pd.DataFrame, column: str, *, data_source: str | None, ax: Axes | None,
+           time: str | None, title: str, ylabel: str, scale: float = 1.0
+           ) -> tuple[Figure, Axes, pd.DataFrame, str]:
+    """One line per data source of ``column`` over time; records the points drawn."""
+    fig, ax = _axes(ax, (9, 3.8))
+    frame = _imports(runs, data_source)
+    when = _when(frame, time)
+    frame = _deliveries(frame, when)
+    points: list[dict[str, Any]] = []
+    _POINTS[fig] = points
+    if frame.empty:
+        _empty(ax, title, "No import yet.")
+        return fig, ax, frame, when
+    frame = frame.sort_values(when)
+    for i, (source, group) in enumerate(frame.groupby("data_source", sort=True)):
+        values = group[column].astype(float).fillna(0) * scale
+        ax.plot(group[when].dt.tz_localize(None), values, marker="o", markersize=4,
+                linewidth=1.8, color=COLOURS[i % len(COLOURS)], label=str(source))
+        points += [{"data_source": str(source), "x": _iso(x), "y": float(y)}
+                   for x, y in zip(group[when], values, strict=True)]
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel(_time_label(when))
+    _date_axis(ax, frame[when])
+    _style(ax)
+    # Beside the plot, never over its points.
+    ax.legend(title="data source", fontsize=8, title_fontsize=8, frameon=False,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.set_title(title, loc="left", fontweight="bold")
+    return fig, ax, frame, when
+
+
 def match_rate_chart(
-    runs: pd.DataFrame, *, data_source: str | None = None, ax: Axes | None = None
+    runs: pd.DataFrame,
+    *,
+    data_source: str | None = None,
+    ax: Axes | None = None,
+    time: str | None = None,
 ) -> Figure:
     """The match rate of every import over time, one line per data source.
 
@@ -184,45 +237,88 @@ def match_rate_chart(
         runs: the run history of :func:`audtools.jobs.runner.runs`; succeeded imports are drawn.
         data_source: draw only this data source.
         ax: draw on these axes instead of a new figure.
+        time: ``"delivered_at"`` places each point at its delivery (the AAM timestamp of the
+            newest batch the import reflects; a re-import of the same delivery replaces the
+            point), ``"started_at"`` at the run's start; by default delivery time when every
+            import drawn records one.
 
     Returns:
-        The figure: the run's start (UTC) across, the match rate (% of members matched) up.
+        The figure: time (UTC) across, the match rate (% of members matched) up, and a caption
+        (:func:`caption`).
     """
-    fig, ax = _axes(ax, (8, 3.6))
+    own = ax is None
     title = "Match rate of every import over time, per data source"
-    frame = _imports(runs, data_source)
-    if frame.empty:
-        _empty(ax, title, "No import yet.")
-        return fig
-    for i, (source, group) in enumerate(frame.groupby("data_source", sort=True)):
-        ax.plot(
-            group["started_at"].dt.tz_localize(None),
-            group["match_rate"] * 100,
-            marker="o",
-            markersize=5,
-            linewidth=1.8,
-            color=COLOURS[i % len(COLOURS)],
-            label=str(source),
-        )
-    ax.set_ylim(0, 105)
-    ax.set_ylabel("match rate (% of members)")
-    ax.set_xlabel("run start (UTC)")
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
-    first = frame["started_at"].min().tz_localize(None)
-    last = frame["started_at"].max().tz_localize(None)
-    if last - first < pd.Timedelta(hours=2):
-        # Runs minutes apart (a demo, a retry): a few hours around them, to read the day.
-        middle = first + (last - first) / 2
-        ax.set_xlim(middle - pd.Timedelta(hours=3), middle + pd.Timedelta(hours=3))
-    locator = mdates.AutoDateLocator(minticks=3, maxticks=7)
-    ax.xaxis.set_major_locator(locator)
-    span = max(last - first, pd.Timedelta(hours=6))
-    ax.xaxis.set_major_formatter(
-        mdates.DateFormatter("%d %b\n%H:%M" if span < pd.Timedelta(days=3) else "%d %b %Y")
-    )
-    _style(ax)
-    ax.legend(title="data source", fontsize=8, title_fontsize=8, loc="lower left", frameon=False)
-    ax.set_title(title, loc="left", fontweight="bold")
+    fig, ax, frame, when = _lines(runs, "match_rate", data_source=data_source, ax=ax, time=time,
+                                  title=title, ylabel="match rate (% of members)", scale=100)
+    if not frame.empty:
+        ax.set_ylim(0, 105)
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
+    by = "delivery" if when == "delivered_at" else "run start"
+    _caption(fig, ax, own, f"Share of each audience's members matched to a profile, by {by}: "
+             "a jump means new profiles or IDs, a drop new members without a profile.")
+    return fig
+
+
+def members_chart(
+    runs: pd.DataFrame,
+    *,
+    data_source: str | None = None,
+    ax: Axes | None = None,
+    time: str | None = None,
+) -> Figure:
+    """How many members each audience has after each import, one line per data source.
+
+    Args:
+        runs: the run history; succeeded imports are drawn.
+        data_source: draw only this data source.
+        ax: draw on these axes instead of a new figure.
+        time: as for :func:`match_rate_chart`.
+
+    Returns:
+        The figure: time across, members (IDs) up, and a caption.
+    """
+    own = ax is None
+    fig, ax, frame, when = _lines(runs, "members", data_source=data_source, ax=ax, time=time,
+                                  title="Members of each audience over time, per data source",
+                                  ylabel="members (IDs)")
+    if not frame.empty:
+        ax.set_ylim(0, float(frame["members"].astype(float).max()) * 1.12 or 1)
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    _caption(fig, ax, own, "Size of each imported audience after each delivery: a rising "
+             "line is a segment that grows.")
+    return fig
+
+
+def rejects_chart(
+    runs: pd.DataFrame,
+    *,
+    data_source: str | None = None,
+    ax: Axes | None = None,
+    time: str | None = None,
+) -> Figure:
+    """Batch rows rejected by each import (malformed rows), one line per data source.
+
+    Args:
+        runs: the run history; succeeded imports are drawn.
+        data_source: draw only this data source.
+        ax: draw on these axes instead of a new figure.
+        time: as for :func:`match_rate_chart`.
+
+    Returns:
+        The figure: time across, rows rejected up, and a caption.
+    """
+    own = ax is None
+    fig, ax, frame, when = _lines(runs, "rows_rejected", data_source=data_source, ax=ax,
+                                  time=time, title="Rows rejected per import, per data source",
+                                  ylabel="rows rejected")
+    if not frame.empty:
+        top = float(frame["rows_rejected"].astype(float).fillna(0).max())
+        high = max(top * 1.12, 5)
+        ax.set_ylim(-high * 0.03, high)  # lines at 0 stay visible above the axis
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+    _caption(fig, ax, own, "Malformed batch rows each import set aside (listed in the run's "
+             "rejects.csv): a spike means a partner sent bad rows.")
     return fig
 
 
@@ -233,41 +329,87 @@ def _run_names(frame: pd.DataFrame) -> list[str]:
     ]
 
 
+def _totals(ax: Axes, positions: list[int], totals: list[int]) -> None:
+    """Each stacked bar's total above it, and room for it: no bar touches the axis's top."""
+    top = max(totals, default=0) or 1
+    for x, total in zip(positions, totals, strict=True):
+        ax.text(x, total + top * 0.02, f"{total:,}", ha="center", va="bottom", fontsize=7)
+    ax.set_ylim(0, top * 1.18)
+
+
+def _unmatched_bars(frame: pd.DataFrame, when: str) -> tuple[list[str], pd.DataFrame]:
+    """Per run (by run start), or per delivery summed over the data sources (by delivery)."""
+    counts = pd.DataFrame({
+        "no_profile": frame["no_profile"].fillna(0).astype(int).to_numpy(),
+        "undecryptable": frame["undecryptable"].fillna(0).astype(int).to_numpy(),
+        "x": frame[when].to_numpy(),
+    })
+    if when != "delivered_at":
+        return _run_names(frame), counts.tail(_MAX_BARS)
+    summed = counts.groupby("x", sort=True).sum().reset_index().tail(_MAX_BARS)
+    span = summed["x"].max() - summed["x"].min()
+    form = "%d %b" if span >= pd.Timedelta(days=2) else "%d %b\n%H:%M"
+    return [pd.Timestamp(x).strftime(form) for x in summed["x"]], summed
+
+
 def unmatched_chart(
-    runs: pd.DataFrame, *, data_source: str | None = None, ax: Axes | None = None
+    runs: pd.DataFrame,
+    *,
+    data_source: str | None = None,
+    ax: Axes | None = None,
+    time: str | None = None,
 ) -> Figure:
-    """Why members did not match, stacked per import run: undecryptable and no profile.
+    """Why members did not match, stacked per import run or per delivery: undecryptable and no
+    profile.
 
     Args:
         runs: the run history of :func:`audtools.jobs.runner.runs`; succeeded imports are drawn (the
-            latest 30).
+            latest 30 bars).
         data_source: draw only this data source.
         ax: draw on these axes instead of a new figure.
+        time: ``"delivered_at"``: one bar per delivery, summed over the data sources drawn;
+            ``"started_at"``: one bar per run; by default as for :func:`match_rate_chart`.
 
     Returns:
-        The figure: one stacked bar of unmatched members (IDs) per run, oldest on the left.
+        The figure: stacked bars of unmatched members (IDs), oldest on the left, each with its
+        total above it, and a caption.
     """
-    frame = _imports(runs, data_source).tail(_MAX_BARS)
-    fig, ax = _axes(ax, (max(8.0, 0.8 * len(frame) + 3), 3.8))
+    own = ax is None
+    frame = _imports(runs, data_source)
+    when = _when(frame, time)
+    frame = _deliveries(frame, when).sort_values(when) if len(frame) else frame
+    wide = 9.0 if when == "delivered_at" else max(8.0, 0.8 * min(len(frame), _MAX_BARS) + 3)
+    fig, ax = _axes(ax, (wide, 3.8))
+    points: list[dict[str, Any]] = []
+    _POINTS[fig] = points
     title = "Unmatched members per import, by reason"
     if frame.empty:
         _empty(ax, title, "No import yet.")
         return fig
-    names = _run_names(frame)
-    positions = range(len(frame))
-    undecryptable = frame["undecryptable"].fillna(0).astype(int).to_list()
-    no_profile = frame["no_profile"].fillna(0).astype(int).to_list()
+    names, bars = _unmatched_bars(frame, when)
+    positions = list(range(len(bars)))
+    no_profile, undecryptable = bars["no_profile"].to_list(), bars["undecryptable"].to_list()
     ax.bar(positions, no_profile, color=COLOURS[1], label="no profile", width=0.6)
     ax.bar(positions, undecryptable, bottom=no_profile, color=COLOURS[5],
            label="undecryptable", width=0.6)
-    ax.set_xticks(list(positions), names, fontsize=7, rotation=30, ha="right")
-    _slots(ax, len(frame))
+    _totals(ax, positions, [a + b for a, b in zip(no_profile, undecryptable, strict=True)])
+    ax.set_xticks(positions, names, fontsize=8 if when == "delivered_at" else 7,
+                  rotation=30 if when != "delivered_at" else 0,
+                  ha="right" if when != "delivered_at" else "center")
+    _slots(ax, len(bars))
     ax.set_ylabel("unmatched members (IDs)")
+    ax.set_xlabel(_time_label(when))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
     _style(ax)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title, loc="left", fontweight="bold")
+    for x, row in zip(bars["x"], bars.itertuples(), strict=True):
+        points += [{"reason": "no_profile", "x": _iso(x), "y": float(row.no_profile)},
+                   {"reason": "undecryptable", "x": _iso(x), "y": float(row.undecryptable)}]
+    whose = "all imports drawn, summed per delivery" if when == "delivered_at" else "each run"
+    _caption(fig, ax, own, f"Why members did not match, for {whose}: no profile holds their ID, "
+             "or their encrypted ID could not be decrypted.")
     return fig
 
 
@@ -286,6 +428,7 @@ def exports_chart(
         The figure: one stacked bar per export, new IDs below, IDs already shared above, with
         the sync window of the latest export under the title.
     """
+    own = ax is None
     if runs.empty or "kind" not in runs:
         frame = runs.iloc[0:0]
     else:
@@ -304,6 +447,7 @@ def exports_chart(
     ax.bar(positions, new, color=COLOURS[2], label="exported (new IDs)", width=0.6)
     ax.bar(positions, old, bottom=new, color=_GREY, label="already shared (not sent again)",
            width=0.6)
+    _totals(ax, list(positions), [a + b for a, b in zip(new, old, strict=True)])
     ax.set_xticks(list(positions), _run_names(frame), fontsize=7, rotation=30, ha="right")
     _slots(ax, len(frame))
     ax.set_ylabel("IDs")
@@ -314,4 +458,6 @@ def exports_chart(
     last = frame.iloc[-1]
     window = _window_text(last.get("available_from"), last.get("available_to"))
     _titles(ax, title, f"latest export {window}" if window else "")
+    _caption(fig, ax, own, "IDs each export sent to Audience Manager, and those it did not "
+             "send again because an earlier export had shared them.")
     return fig

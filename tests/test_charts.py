@@ -127,3 +127,73 @@ def test_charts_draw_on_given_axes() -> None:
     fig = Figure()
     ax = fig.add_subplot()
     assert charts.match_rate_chart(HISTORY, ax=ax) is fig
+
+
+def _delivered(run_id: str, started: str, delivered: str, source: str, members: int,
+               matched: int, undecryptable: int = 0, rejected: int = 0) -> dict[str, Any]:
+    record = _import(run_id, started, source, source.upper(), members, matched, undecryptable)
+    return {**record, "delivered_at": delivered, "rows_rejected": rejected}
+
+
+# Three daily deliveries imported minutes apart, the last one imported twice.
+DELIVERED = runs_frame([
+    _delivered("d4", "2026-02-01T10:03:00Z", "2026-01-03T06:00:00Z", "vid", 120, 100),
+    _delivered("d3", "2026-02-01T10:02:00Z", "2026-01-03T06:00:00Z", "vid", 120, 100),
+    _delivered("e1", "2026-02-01T10:01:30Z", "2026-01-01T06:00:00Z", "email", 50, 30, 5, 40),
+    _delivered("d2", "2026-02-01T10:01:00Z", "2026-01-02T06:00:00Z", "vid", 110, 90),
+    _delivered("d1", "2026-02-01T10:00:00Z", "2026-01-01T06:00:00Z", "vid", 100, 50, 0, 3),
+])
+
+
+def test_by_delivery_one_point_per_delivery() -> None:
+    fig = charts.match_rate_chart(DELIVERED)
+    ax = fig.axes[0]
+    assert ax.get_xlabel().startswith("delivery time (UTC")
+    points = charts.chart_data(fig)
+    assert [(p["x"][:10], p["y"]) for p in points if p["data_source"] == "vid"] == [
+        ("2026-01-01", 50.0), ("2026-01-02", 90.0 / 110 * 100), ("2026-01-03", 100 / 120 * 100)]
+    by_start = charts.match_rate_chart(DELIVERED, time="started_at")
+    assert by_start.axes[0].get_xlabel() == "run start (UTC)"
+    assert len([p for p in charts.chart_data(by_start) if p["data_source"] == "vid"]) == 4
+    assert [p["y"] for p in charts.chart_data(charts.members_chart(DELIVERED))
+            if p["data_source"] == "email"] == [50.0]
+    assert max(p["y"] for p in charts.chart_data(charts.rejects_chart(DELIVERED))) == 40.0
+    with pytest.raises(ValueError):
+        charts.match_rate_chart(DELIVERED, time="finished_at")
+
+
+def test_unmatched_by_delivery_summed_and_never_clipped() -> None:
+    fig = charts.unmatched_chart(DELIVERED)
+    ax = fig.axes[0]
+    points = charts.chart_data(fig)
+    no_profile = [(p["x"][:10], p["y"]) for p in points if p["reason"] == "no_profile"]
+    # 1 Jan: vid (50) and email (15) summed; the twice-imported 3 Jan counted once.
+    assert no_profile == [("2026-01-01", 65.0), ("2026-01-02", 20.0), ("2026-01-03", 20.0)]
+    tallest = max(p.get_y() + p.get_height() for p in ax.patches)
+    assert ax.get_ylim()[1] >= tallest * 1.1
+    assert "70" in _texts(fig)  # each bar's total is written above it
+
+
+@pytest.mark.parametrize("chart", [charts.match_rate_chart, charts.members_chart,
+                                   charts.rejects_chart, charts.unmatched_chart])
+def test_history_charts_have_a_caption_and_a_legend_beside_the_plot(chart: Any) -> None:
+    fig = chart(DELIVERED)
+    text = charts.caption(fig)
+    assert text.endswith(".") and text.count(". ") == 0 and text in _texts(fig)
+    legend = fig.axes[0].get_legend()
+    assert legend is not None
+    fig.canvas.draw()  # type: ignore[no-untyped-call]
+    box = legend.get_window_extent()
+    assert box.x0 >= fig.axes[0].get_window_extent().x1 - 1
+
+
+def test_every_chart_has_a_caption() -> None:
+    assert charts.caption(charts.funnel_chart(_import("a", "t", "v", "L", 10, 5))).endswith(".")
+    assert charts.caption(charts.exports_chart(HISTORY)).endswith(".")
+    assert charts.caption(Figure()) == ""
+
+
+def test_export_bars_never_clipped() -> None:
+    ax = charts.exports_chart(HISTORY).axes[0]
+    tallest = max(p.get_y() + p.get_height() for p in ax.patches)
+    assert ax.get_ylim()[1] >= tallest * 1.1

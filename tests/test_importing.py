@@ -292,6 +292,8 @@ SPEC_KEYS = [
     "unmatched", "profiles", "addresses", "match_rate", "unmatched_reasons", "batches_applied",
     "batches_waiting", "batches_skipped", "available_from", "available_to", "dry_run",
 ]
+#: Keys added after SPEC §5's list (issue 17): the delivery time of the newest applied batch.
+ADDED_KEYS = ["delivered_at"]
 
 
 def run_import(runner: CliRunner, ws: Workspace, *args: str) -> tuple[int, dict, str]:
@@ -305,7 +307,8 @@ def test_cli_json_has_every_key_and_writes_rejects(ws: Workspace, runner: CliRun
                                  "--data-source", "defaultDataSource")
     assert code == 0, err
     assert err == ""  # no log lines without -v
-    assert list(data) == SPEC_KEYS
+    assert list(data) == SPEC_KEYS + ADDED_KEYS
+    assert data["delivered_at"] == "2023-11-14T22:13:20Z"  # the batch's timestamp 1700000000000
     assert data["audience"] == {"label": "A", "type": "experience_cloud",
                                 "shared_audience": {"sid": 100, "name": "Seg A"},
                                 "data_source": "defaultDataSource"}
@@ -316,7 +319,7 @@ def test_cli_json_has_every_key_and_writes_rejects(ws: Workspace, runner: CliRun
                        f"{name},5,bad_syntax", f"{name},6,no_segments"]
     result = json.loads((ws.run_dir(data["run_id"]) / "result.json").read_text())
     assert result["status"] == "succeeded" and result["kind"] == "import"
-    assert {k: result[k] for k in SPEC_KEYS} == data
+    assert {k: result[k] for k in SPEC_KEYS + ADDED_KEYS} == data
     assert (ws.run_dir(data["run_id"]) / "log").is_file()
 
 

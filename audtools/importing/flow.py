@@ -132,6 +132,7 @@ def _dry_run(
         applied = _apply_batches(ws, con, plan, None, progress)
         found = _reconcile(ws, con, plan, audience=False, outcomes=keep_members)
         result = _result(plan, label, None, started, applied, found)
+        result.delivered_at = _delivered_at(con, plan.source.id)
     finally:
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
@@ -155,6 +156,7 @@ def _import(
         applied = _apply_batches(ws, con, plan, run_id, progress)
         found = _reconcile(ws, con, plan, audience=True, outcomes=keep_members)
         result = _result(plan, label, run_id, started, applied, found)
+        result.delivered_at = _delivered_at(con, plan.source.id)
         assert found.audience is not None
         _store_audience(con, plan, label, run_id, found.audience)
         result.finished_at = utc_text(now_utc())
@@ -191,6 +193,17 @@ def _apply_batches(
         applied.batches_waiting,
     )
     return applied
+
+
+def _delivered_at(con: duckdb.DuckDBPyConnection, source_id: str) -> str | None:
+    """The UTC time of the newest applied batch's AAM timestamp (this run's, or an earlier
+    run's when this one applied none): when the data the audience reflects was delivered."""
+    row = con.execute(
+        "SELECT max(timestamp_ms) FROM batches WHERE data_source = ?", [source_id]
+    ).fetchone()
+    if not row or row[0] is None:
+        return None
+    return utc_text(dt.datetime.fromtimestamp(row[0] / 1000, dt.UTC))
 
 
 def _reconcile(

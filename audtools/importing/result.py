@@ -44,6 +44,9 @@ class ImportResult:
     dry_run: bool
     started_at: str = ""
     finished_at: str = ""
+    #: UTC time of the AAM timestamp of the newest batch applied (by this run, or before it
+    #: when it applied none); None when the data source has no applied batch.
+    delivered_at: str | None = None
     outcomes: pa.Table | None = field(default=None, repr=False)
 
     @property
@@ -82,6 +85,7 @@ class ImportResult:
             "available_from": self.available_from,
             "available_to": self.available_to,
             "dry_run": self.dry_run,
+            "delivered_at": self.delivered_at,
         }
 
     @property

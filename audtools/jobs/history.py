@@ -25,7 +25,7 @@ _COUNTS = [
     "ids_already_shared", "files", "runs_in_period",
 ]
 COLUMNS = [
-    "run_id", "kind", "status", "started_at", "finished_at", "label", "audience_type",
+    "run_id", "kind", "status", "started_at", "finished_at", "delivered_at", "label", "audience_type",
     "shared_audience", "sid", "data_source", *_COUNTS[:9], "match_rate", *_COUNTS[9:],
     "created", "available_from", "available_to", "error_code", "error_message", "notebook",
     "report",
@@ -54,6 +54,7 @@ def _flatten(record: Mapping[str, Any]) -> dict[str, Any]:
         "status": record.get("status"),
         "started_at": record.get("started_at"),
         "finished_at": record.get("finished_at"),
+        "delivered_at": record.get("delivered_at"),
         "label": None if label is None else str(label),
         "audience_type": audience.get("type"),
         "shared_audience": f"{shared['name']} ({shared['sid']})" if shared.get("name") else None,
@@ -82,7 +83,8 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The run history as a flat DataFrame, in the order given (``load_runs``: newest first).
 
     Columns: ``run_id``, ``kind`` (import, export, report), ``status``, ``started_at`` and
-    ``finished_at`` (UTC timestamps), ``label`` (the audience's label, the export's shared
+    ``finished_at`` (UTC timestamps), ``delivered_at`` (UTC timestamp of the AAM timestamp of the
+    newest batch the import reflects; missing for other runs and older imports), ``label`` (the audience's label, the export's shared
     audience), ``audience_type``, ``shared_audience`` (``Name (sid)``), ``sid``,
     ``data_source``, the counts of SPEC §5 and §6 (nullable integers), ``match_rate``,
     ``batches_skipped`` and ``files`` (how many), ``created``, ``available_from`` and
@@ -90,7 +92,7 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     (the job's, relative to the workspace).
     """
     frame = pd.DataFrame([_flatten(r) for r in records], columns=COLUMNS)
-    for column in ("started_at", "finished_at"):
+    for column in ("started_at", "finished_at", "delivered_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
     for column in _COUNTS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")

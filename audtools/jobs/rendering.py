@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import html
+import json
 import os
 from importlib import resources
 from pathlib import Path
@@ -132,6 +133,47 @@ def render_report(
     return path
 
 
+#: The runs index's charts: name (``data-chart``), chart function, alternative text.
+INDEX_CHARTS = (
+    ("match_rate", charts.match_rate_chart,
+     "Match rate of every import by delivery time, one line per data source"),
+    ("members", charts.members_chart,
+     "Members of each imported audience by delivery time, one line per data source"),
+    ("rows_rejected", charts.rejects_chart,
+     "Batch rows rejected per import by delivery time, one line per data source"),
+    ("unmatched", charts.unmatched_chart,
+     "Unmatched members per delivery by reason, summed over the data sources"),
+)
+
+
+def _history_charts(frame: Any) -> list[str]:
+    """The index's charts, by delivery time when the imports record it. Each is a ``<figure>``
+    with its caption, and the points it drew as JSON in ``data-points`` (counts and dates only,
+    never an ID), so that what the picture shows can be read as data."""
+    parts = []
+    for name, chart, alt in INDEX_CHARTS:
+        fig = chart(frame, time="delivered_at" if _by_delivery(frame) else "started_at")
+        points = json.dumps(charts.chart_data(fig), separators=(",", ":"))
+        for text in list(fig.texts):
+            if text.get_text() == charts.caption(fig):
+                text.remove()  # the page's <figcaption> says it
+        parts.append(
+            f"<figure class='aud-figure' data-chart='{name}' data-points='{html.escape(points)}'>"
+            + formatting.chart_html(fig, alt)
+            + f"<figcaption class='aud-meta'>{html.escape(charts.caption(fig))}</figcaption>"
+            + "</figure>")
+    return parts
+
+
+def _by_delivery(frame: Any) -> bool:
+    """Whether some succeeded import records its delivery time (imports before ``delivered_at``
+    existed are then left out of the charts by delivery)."""
+    if not len(frame):
+        return False
+    imports = frame[(frame["kind"] == "import") & (frame["status"] == "succeeded")]
+    return bool(len(imports) and imports["delivered_at"].notna().any())
+
+
 def index_html(workspace: str | os.PathLike[str] | Workspace | None = None) -> str:
     """The HTML of ``runs/index.html``: the match rate over time per data source, the latest
     import of each data source, then every run, newest first, with a link to its report."""
@@ -153,9 +195,10 @@ def index_html(workspace: str | os.PathLike[str] | Workspace | None = None) -> s
         "<p class='aud-meta'>Workspace " + html.escape(ws.root.name) + "; refreshed "
         + html.escape(formatting.when(now_utc())) + ". Each report opens from the table below.</p>",
         "</div>",
-        "<h2>Match rate over time</h2>",
-        formatting.chart_html(charts.match_rate_chart(frame),
-                          "Match rate of every import over time, one line per data source"),
+        "<h2>By delivery</h2>",
+        "<p class='aud-meta'>Each point is a delivery: the time Audience Manager wrote the "
+        "newest batch an import applied (its AAM timestamp, UTC), not the time the job ran.</p>",
+        *_history_charts(frame),
     ]
     if latest:
         parts += ["<h2>Latest import per data source</h2>", report.data_source_table(latest)]

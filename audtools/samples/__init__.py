@@ -66,7 +66,10 @@ FULL_TS, ITER_TS = 1764288000000, 1764374400000  # 2025-11-28 and 2025-11-29, 00
 
 
 def create_samples(
-    workspace: str | os.PathLike[str] | Workspace, *, seed: int = DEFAULT_SEED
+    workspace: str | os.PathLike[str] | Workspace,
+    *,
+    seed: int = DEFAULT_SEED,
+    history_days: int = 0,
 ) -> dict[str, Any]:
     """Fill a new workspace with generated sample data and the counts its imports must give.
 
@@ -79,6 +82,9 @@ def create_samples(
     Args:
         workspace: a workspace without profiles (path or :class:`Workspace`).
         seed: the seed of the generator.
+        history_days: when not 0, also write that many daily deliveries under
+            ``deliveries/`` and their counts under ``history`` in ``samples.json``
+            (:mod:`audtools.samples.history`; ``make demo`` plays them).
 
     Returns:
         A summary: ``profiles``, ``visitors`` (visitor-ID rows), ``data_sources``, ``batches``,
@@ -96,10 +102,10 @@ def create_samples(
     ws = as_workspace(workspace)
     # One lock over the whole fill: no other process loads profiles between check and load.
     with ws.lock(purpose="samples"):
-        return _create(ws, seed)
+        return _create(ws, seed, history_days)
 
 
-def _create(ws: Workspace, seed: int) -> dict[str, Any]:
+def _create(ws: Workspace, seed: int, history_days: int = 0) -> dict[str, Any]:
     from audtools.profiles.loading import load_profiles
 
     with ws.session(purpose="samples") as con:
@@ -151,6 +157,12 @@ def _create(ws: Workspace, seed: int) -> dict[str, Any]:
         "imports": expectations(by_id, profiles, region),
         "batches": {s.id: batch_totals(s) for s in sources},
     }
+    if history_days:
+        from audtools.samples.history import write_history
+
+        files, doc["history"] = write_history(
+            root, by_id, profiles, key, region, seed=seed, days=history_days)
+        written += files
     samples_json = root / SAMPLES_JSON
     written.append(_write_bytes(samples_json, _json_bytes(doc)))
     log.info("samples: %d profiles, %d batches written to %s", len(profiles), batch_count, drop)

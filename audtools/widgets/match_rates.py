@@ -3,7 +3,8 @@
 :class:`MatchRateExplorer` runs the import's dry run (SPEC §5 step 9: everything computed on a
 copy of the state, nothing written, no run recorded) for the picked shared audience through each
 picked data source, and shows the funnel, the match rate, the unmatched reasons and the batches
-still waiting. It updates whenever a choice changes.
+still waiting; beside this what-if table, the shared audience's match rate over its past imports
+(by delivery time, from the run history). It updates whenever a choice changes.
 
 Example:
     >>> from audtools.widgets import MatchRateExplorer
@@ -89,6 +90,15 @@ class MatchRateExplorer(CatalogScreen):
         self.summary = W.HTML().add_class("audtools-summary")
         self.funnels = W.VBox([])
         self.funnels.add_class("audtools-funnels")
+        #: The match rate of the shared audience's past imports through the chosen data
+        #: sources (a chart; hidden without any), and the points it shows.
+        self.past = W.Image(format="png", layout=W.Layout(max_width="560px"))
+        self.past.add_class("audtools-past")
+        self.past_points: list[dict[str, object]] = []
+        self.results_row = W.HBox(
+            [self.summary, self.past],
+            layout=W.Layout(flex_flow="row wrap", align_items="flex-start", grid_gap="16px"),
+        )
 
         for widget in (self.shared_audience, self.data_sources, self.force_reconciliation):
             widget.observe(lambda _c: self._changed(), names="value")
@@ -108,8 +118,8 @@ class MatchRateExplorer(CatalogScreen):
         ]
 
     def result_widgets(self) -> list[W.Widget]:
-        """The table and the funnels."""
-        return [self.summary, self.funnels]
+        """The table with the past match rates beside it, and the funnels."""
+        return [self.results_row, self.funnels]
 
     def controls(self) -> list[W.Widget]:
         """Everything the analyst can change."""
@@ -247,6 +257,28 @@ class MatchRateExplorer(CatalogScreen):
         )
         self.funnels.children = tuple(images)
         show(self.funnels, bool(images))
+        self._show_past(entry)
+
+    def _show_past(self, entry: SharedAudience) -> None:
+        """The match rate of the past imports of ``entry`` through the chosen data sources."""
+        from audtools import charts
+        from audtools.jobs.history import runs_frame
+        from audtools.workspace.runs import load_runs
+
+        frame = runs_frame(load_runs(self.workspace()))
+        chosen = [s for s in self.results if isinstance(self.results[s], ImportResult)]
+        frame = frame[(frame["sid"] == entry.sid) & frame["data_source"].isin(chosen)]
+        from matplotlib.figure import Figure
+
+        # Smaller than a report's chart, so that it reads at the screen's size.
+        fig = Figure(figsize=(6.4, 3.0), layout="constrained")
+        charts.match_rate_chart(frame, ax=fig.add_subplot())
+        fig.axes[0].set_title(f"Past imports of {entry.display}", loc="left", fontweight="bold")
+        fig.text(0.0, 0.0, charts.caption(fig), ha="left", va="top", fontsize=8,
+                 color="#444444", style="italic", wrap=True)
+        self.past_points = list(charts.chart_data(fig))
+        self.past.value = charts.figure_png(fig, dpi=80) if self.past_points else b""
+        show(self.past, bool(self.past_points))
 
 
 # -- the table ------------------------------------------------------------------------------------
