@@ -26,6 +26,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from audtools.privacy import plain_text
+
 __all__ = [
     "exports_chart",
     "figure_png",
@@ -120,7 +122,8 @@ def funnel_chart(
     else:
         stages.append(("profiles (distinct)", int(data.get("profiles") or 0), COLOURS[1]))
     fig, ax = _axes(ax, (8, 0.55 * len(stages) + 1.6))
-    label = audience.get("label") or "the import"
+    # Labels are typed by people: scrubbed, and drawn as plain text (never as mathtext).
+    label = plain_text(audience.get("label")) or "the import"
     title = f"Funnel of {label}"
     if not members:
         _empty(ax, title, "No members: the shared audience holds no ID of this data source.")
@@ -202,7 +205,7 @@ def match_rate_chart(
             markersize=5,
             linewidth=1.8,
             color=COLOURS[i % len(COLOURS)],
-            label=str(source),
+            label=plain_text(str(source)),
         )
     ax.set_ylim(0, 105)
     ax.set_ylabel("match rate (% of members)")
@@ -228,7 +231,7 @@ def match_rate_chart(
 
 def _run_names(frame: pd.DataFrame) -> list[str]:
     return [
-        f"{label}\n{started:%d %b %H:%M}"
+        f"{plain_text(label)}\n{started:%d %b %H:%M}"
         for label, started in zip(frame["label"].fillna(""), frame["started_at"], strict=True)
     ]
 

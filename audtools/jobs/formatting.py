@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from audtools import charts
+from audtools.privacy import scrub
 
 __all__ = [
     "Html",
@@ -52,20 +53,7 @@ class Html:
 
 # -- privacy ------------------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")
-_LONG_NUMBER = re.compile(r"\d{10,}")
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-def scrub(text: str | None) -> str:
-    """``text`` with anything that looks like an email address, a phone number or an ID (ten
-    digits or more) replaced by ``…``."""
-    if not text:
-        return ""
-    text = _EMAIL.sub("…", str(text))
-    text = _PHONE.sub("…", text)
-    return _LONG_NUMBER.sub("…", text)
 
 
 def redact_condition(condition: str | None) -> str:
