@@ -237,3 +237,101 @@ def test_key_file_fifo_refused_without_blocking(tmp_path: Path) -> None:
     with pytest.raises(KeyProblem) as info:
         load_key(key_env=None, key_file="fifo.key", base_dir=tmp_path)
     assert "not a regular file" in str(info.value)
+
+
+# -- 7: labels and segment names of at most 256 characters ----------------------------------------
+
+
+def test_long_label_and_segment_name_refused_without_echo(ws: Path) -> None:
+    label = "L" * 257
+    result = invoke("import", "-w", ws, "--label", label, "--shared-audience", 10603117,
+                    "--data-source", "samplesVisitorId", "--json")
+    assert error_of(result)["code"] == "bad_label"
+    assert "257 characters" in result.stdout and label not in result.output
+    result = invoke("export", "-w", ws, "--segment-name", "N" * 300, "--data-source",
+                    "samplesVisitorId", "--json")
+    assert error_of(result)["code"] == "bad_segment_name"
+    assert "N" * 300 not in result.output
+    ok = invoke("import", "-w", ws, "--label", "L" * 256, "--shared-audience", 10603117,
+                "--data-source", "samplesVisitorId", "--json")
+    assert ok.exit_code == 0, ok.output
+
+
+# -- 11: conditions that fail on a profile's value ------------------------------------------------
+
+LEAKY = [
+    "CAST(email AS INTEGER) > 0",
+    "CASE WHEN profile_id = 'P000002' THEN CAST(email AS INTEGER) > 0 ELSE false END",
+    "error(email) IS NULL",
+    "CAST(first_name AS DATE) IS NOT NULL",
+]
+
+
+def _profile_values(ws: Path) -> list[str]:
+    import duckdb
+
+    con = duckdb.connect(str(ws / "campaign.duckdb"), read_only=True)
+    try:
+        rows = con.execute("SELECT email, first_name FROM profiles WHERE email IS NOT NULL").fetchall()
+    finally:
+        con.close()
+    return [v for row in rows for v in row if v and len(v) > 3]
+
+
+def _assert_no_value(text: str, values: list[str]) -> None:
+    assert "Could not convert" not in text
+    leaked = [v for v in values if v in text]
+    assert not leaked, leaked[:3]
+
+
+@pytest.mark.parametrize("where", LEAKY)
+def test_failing_condition_is_bad_condition_quoting_no_value(ws: Path, where: str) -> None:
+    from audtools.errors import RefusedError
+    from audtools.exporting.targeting import query
+    from audtools.widgets._save_parts import count_targeted
+    from audtools.workspace import Workspace
+
+    values = _profile_values(ws)
+    result = invoke("export", "-w", ws, "--where", where, "--segment-name", "X",
+                    "--data-source", "samplesVisitorId", "--json", "-v")
+    assert error_of(result)["code"] == "bad_condition"
+    _assert_no_value(result.output, values)
+    with pytest.raises(RefusedError) as info:
+        count_targeted(Workspace(ws), where)  # the Save audience screen's live count
+    assert info.value.code == "bad_condition"
+    _assert_no_value(str(info.value), values)
+    with pytest.raises(RefusedError):
+        query(ws, where).count()
+    for path in (ws / "runs").rglob("*"):
+        if path.is_file():
+            _assert_no_value(path.read_text(encoding="utf-8", errors="replace"), values)
+
+
+def test_condition_that_asks_for_gigabytes_fails_quickly(ws: Path) -> None:
+    started = time.perf_counter()
+    result = invoke("export", "-w", ws, "--where", "length(repeat(profile_id, 3000000)) > 0",
+                    "--segment-name", "X", "--data-source", "samplesVisitorId", "--json")
+    assert error_of(result)["code"] == "bad_condition"
+    assert "more memory" in result.stdout
+    assert time.perf_counter() - started < 60
+    # The cap is lifted afterwards: an ordinary export works in the same process.
+    ok = invoke("export", "-w", ws, "--where", "loyalty_points >= 1000", "--segment-name", "Y",
+                "--data-source", "samplesVisitorId", "--json")
+    assert ok.exit_code == 0, ok.output
+
+
+@pytest.mark.slow
+def test_failing_condition_in_a_job_leaks_nothing(ws: Path) -> None:
+    from audtools.errors import JobFailed
+    from audtools.jobs.runner import run_job
+
+    values = _profile_values(ws)
+    with pytest.raises(JobFailed) as info:
+        run_job(ws, "export_audience", {"segment_name": "X", "data_source": "samplesVisitorId",
+                                        "where": LEAKY[1]})
+    assert info.value.code == "bad_condition"
+    _assert_no_value(str(info.value), values)
+    files = [p for p in (ws / "runs").rglob("*") if p.is_file()]
+    assert any(p.name == "result.json" for p in files)
+    for path in files:
+        _assert_no_value(path.read_text(encoding="utf-8", errors="replace"), values)

@@ -38,7 +38,7 @@ from audtools.exporting.pairs import (
 from audtools.exporting.result import ExportResult
 from audtools.exporting.targeting import Targeting
 from audtools.formats import onboarding
-from audtools.formats.catalog import SharedAudience
+from audtools.formats.catalog import MAX_LABEL_CHARS, SharedAudience
 from audtools.shared_audiences import catalog_entries, find_shared_audience
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
 from audtools.workspace.operators import check_operator
@@ -153,6 +153,13 @@ def _shared_audience(
     name = str(segment_name)
     if not name.strip():
         raise RefusedError("The segment name is empty; give a name.", code="bad_segment_name")
+    if len(name) > MAX_LABEL_CHARS:
+        # Not quoted: a name this long is pasted text, which may hold anything.
+        raise RefusedError(
+            f"The segment name has {len(name):,} characters; a segment name has at most "
+            f"{MAX_LABEL_CHARS}. Give a shorter name.",
+            code="bad_segment_name",
+        )
     if name.isascii() and name.isdigit():
         raise RefusedError(
             f"The segment name {name!r} is only digits, which would be read as a sid; "

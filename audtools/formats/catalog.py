@@ -17,6 +17,9 @@ from audtools.errors import AudtoolsError, InputError
 CATALOG_NAME = "catalog.json"
 SegmentType = Literal["segment", "trait", "rule", "key_value"]
 SegmentSource = Literal["audience_manager", "people_core_service", "analytics", "campaign"]
+#: The longest audience label or segment name audtools accepts (SPEC-style refusals
+#: ``bad_label``, ``bad_segment_name``): names are shown in reports, charts and screens.
+MAX_LABEL_CHARS = 256
 # Sids are segment IDs: 1 to 18 digits, so that every one fits the database's BIGINT.
 _SID_DIGITS = 18
 _TYPES = ("segment", "trait", "rule", "key_value")
