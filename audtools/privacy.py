@@ -42,9 +42,12 @@ def _sub_emails(text: str) -> str:
     return "".join(parts)
 
 
-def scrub(text: str | None) -> str:
+def scrub(text: str | None, *, ids: bool = True) -> str:
     """``text`` with anything that looks like an email address, a phone number or an ID (ten
     digits or more) replaced by ``…``.
+
+    ``ids=False`` keeps long numbers: for file names, whose timestamps are not personal data
+    (``ftp_56390_24016_iter_1764460800000.sync``).
 
     Example:
         >>> scrub("Call +33 6 12 34 56 78 or write to jane@example.com")
@@ -54,7 +57,7 @@ def scrub(text: str | None) -> str:
         return ""
     text = _sub_emails(str(text))
     text = _PHONE.sub("…", text)
-    return _LONG_NUMBER.sub("…", text)
+    return _LONG_NUMBER.sub("…", text) if ids else text
 
 
 def plain_text(text: str | None) -> str:

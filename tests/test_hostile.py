@@ -482,3 +482,26 @@ def test_files_are_for_their_owner_only(tmp_path: Path) -> None:
     names = {p.name for p in written}
     assert {"result.json", "rejects.csv", "report.html", "match_rate_report.ipynb", "index.html"} <= names
     assert {p.name: oct(_mode(p)) for p in written if _mode(p) & 0o077} == {}
+
+
+# -- 17: terminal control characters --------------------------------------------------------------
+
+
+def test_catalog_and_batches_show_control_characters_escaped(ws: Path) -> None:
+    from conftest import settled
+
+    path = ws / "drops" / "import" / "catalog.json"
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    doc["segments"][0]["name"] = "Evil\x1b[2J\x1b]0;pwned\x07\nname\u202e"
+    path.write_text(json.dumps(doc), encoding="utf-8")
+    odd = ws / "drops" / "import" / "ftp_56390_24016_iter_1764460800000\x1b[31m.sync"
+    odd.write_bytes(b"")
+    settled(path, odd)
+    for command in ("catalog", "batches"):
+        result = invoke(command, "-w", ws)
+        assert result.exit_code == 0, result.output
+        assert "\x1b" not in result.output and "\x07" not in result.output
+        assert "\u202e" not in result.output
+    assert "Evil\\x1b[2J\\x1b]0;pwned\\x07\\x0aname\\u202e" in invoke("catalog", "-w", ws).output
+    listed = json.loads(invoke("catalog", "-w", ws, "--json").stdout)
+    assert listed["segments"][0]["name"] == doc["segments"][0]["name"]

@@ -154,8 +154,8 @@ def index_html(workspace: str | os.PathLike[str] | Workspace | None = None) -> s
         + html.escape(formatting.when(now_utc())) + ". Each report opens from the table below.</p>",
         "</div>",
         "<h2>Match rate over time</h2>",
-        formatting.chart_html(charts.match_rate_chart(frame),
-                          "Match rate of every import over time, one line per data source"),
+        formatting.chart_or_note(lambda: charts.match_rate_chart(frame),
+                                 "Match rate of every import over time, one line per data source"),
     ]
     if latest:
         parts += ["<h2>Latest import per data source</h2>", report.data_source_table(latest)]

@@ -248,8 +248,11 @@ def _execute(
             cwd=str(cwd),
             execution_timeout=timeout,
             store_widget_state=False,
-            # The kernel's own start-up warnings would reach the terminal of `audtools run`.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel's own log would reach the terminal of `audtools run`: start-up warnings,
+            # and at shutdown "KeyboardInterrupt caught in kernel." (logged as an ERROR: the
+            # kernel manager interrupts the kernel before asking it to stop), which reads as a
+            # failure. A failing cell is reported by papermill, not by this log.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as exc:
         trace = [line for line in (exc.traceback or []) if line.strip()]
