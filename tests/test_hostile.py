@@ -505,3 +505,99 @@ def test_catalog_and_batches_show_control_characters_escaped(ws: Path) -> None:
     assert "Evil\\x1b[2J\\x1b]0;pwned\\x07\\x0aname\\u202e" in invoke("catalog", "-w", ws).output
     listed = json.loads(invoke("catalog", "-w", ws, "--json").stdout)
     assert listed["segments"][0]["name"] == doc["segments"][0]["name"]
+
+
+# -- 14 and 18: text drawn in charts, charts that fail --------------------------------------------
+
+HOSTILE_LABEL = r"$\undefinedcmd$ jane.doe@example.com"
+
+
+def test_charts_draw_labels_scrubbed_and_plain() -> None:
+    from audtools import charts
+
+    result = {"members": 10, "matched": 5, "profiles": 5, "match_rate": 0.5,
+              "audience": {"label": HOSTILE_LABEL, "type": "experience_cloud"}}
+    fig = charts.funnel_chart(result)
+    title = fig.axes[0].get_title(loc="left")
+    assert "jane.doe" not in title and "…" in title
+    assert charts.figure_png(fig).startswith(b"\x89PNG")  # mathtext would raise here
+    frame = history.runs_frame([{
+        "run_id": "r1", "kind": "import", "status": "succeeded", "started_at": "2026-12-01T00:00:00Z",
+        "audience": {"label": HOSTILE_LABEL, "data_source": "$x$"}, "match_rate": 0.5,
+        "undecryptable": 0, "unmatched_reasons": {"no_profile": 3}}])
+    for make in (charts.match_rate_chart, charts.unmatched_chart):
+        fig = make(frame)
+        texts = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+        assert not any("jane.doe" in t for t in texts)
+        assert charts.figure_png(fig).startswith(b"\x89PNG")
+
+
+def test_a_chart_that_fails_shows_a_note() -> None:
+    from matplotlib.figure import Figure
+
+    from audtools.jobs.formatting import chart_or_note
+
+    fig = Figure()
+    fig.add_subplot().set_title(r"$\undefinedcmd$")
+    note = chart_or_note(fig, "The funnel")
+    assert "could not be drawn" in note and "The funnel" in note
+    assert "could not be drawn" in chart_or_note(lambda: 1 / 0, "x")
+
+
+@pytest.mark.slow
+def test_hostile_label_never_fails_recorded_jobs(ws: Path) -> None:
+    from audtools.jobs.runner import run_job
+
+    params = {"label": HOSTILE_LABEL, "shared_audience": 10603117, "data_source": "samplesVisitorId"}
+    result = run_job(ws, "import_audience", params)
+    assert result["status"] == "succeeded"
+    report = (ws / result["report"]).read_text(encoding="utf-8")
+    assert "jane.doe@example.com" not in report
+    again = run_job(ws, "import_audience", {**params, "shared_audience": 10603118,
+                                            "label": "Second"})
+    assert again["status"] == "succeeded"
+    assert run_job(ws, "match_rate_report", {"period": "all"})["status"] == "succeeded"
+
+
+# -- 19: -p values --------------------------------------------------------------------------------
+
+
+def test_p_values_of_text_parameters_are_taken_as_written() -> None:
+    from audtools.jobs.notebooks import notebook_parameters, notebook_path, read_parameters
+
+    export = notebook_parameters(notebook_path("export_audience"))
+    where = "opt_in AND x <> 'y' #note"
+    got = read_parameters((), [("where", where), ("segment_name", "007"), ("gzip", "true"),
+                               ("max_file_bytes", "1000")], export)
+    assert got == {"where": where, "segment_name": "007", "gzip": True, "max_file_bytes": 1000}
+    imported = notebook_parameters(notebook_path("import_audience"))
+    got = read_parameters((), [("label", "007"), ("shared_audience", "10603117"),
+                               ("force_reconciliation", "true")], imported)
+    assert got == {"label": "007", "shared_audience": "10603117", "force_reconciliation": True}
+    help_text = " ".join(invoke("run", "-h").output.split())
+    assert "taken as written" in help_text and "-f" in help_text
+
+
+def test_p_label_007_is_the_label_007(ws: Path) -> None:
+    result = invoke("run", "-w", ws, "import_audience", "-p", "label", "007", "-p",
+                    "shared_audience", 10603117, "-p", "data_source", "samplesVisitorId", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["audience"]["label"] == "007"
+
+
+# -- 20: no kernel noise --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_job_output_has_no_kernel_log(ws: Path) -> None:
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("audtools")
+    done = subprocess.run(
+        [str(exe), "run", "-w", str(ws), "match_rate_report", "-p", "period", "all"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "IPKernelApp" not in done.stderr + done.stdout
+    assert "KeyboardInterrupt" not in done.stderr + done.stdout
