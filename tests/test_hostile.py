@@ -601,3 +601,20 @@ def test_job_output_has_no_kernel_log(ws: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "IPKernelApp" not in done.stderr + done.stdout
     assert "KeyboardInterrupt" not in done.stderr + done.stdout
+
+
+def test_deeply_nested_info_makes_its_batch_wait(ws: Path) -> None:
+    from conftest import settled
+
+    drop = ws / "drops" / "import"
+    sync = drop / "ftp_56390_24016_iter_1764460800000.sync"
+    sync.write_text("64383462694359746302008850492673153086\t10603117\n")
+    info = drop / "ftp_56390_24016_iter_1764460800000.info"
+    for text in ("[" * 200_000, '{"Files": ' + "[" * 200_000):
+        info.write_text(text)
+        settled(sync, info)
+        result = invoke("batches", "-w", ws, "--json")
+        assert result.exit_code == 0, result.output
+        waiting = json.loads(result.stdout)["data_sources"]["samplesVisitorId"]["waiting"]
+        assert [w["name"] for w in waiting] == ["ftp_56390_24016_iter_1764460800000"], waiting
+        assert ".info" in waiting[0]["reason"] or "JSON" in waiting[0]["reason"]
