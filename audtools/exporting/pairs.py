@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 
 from audtools.columns.chunks import CHUNK_ROWS, derive_pairs
 from audtools.config import DataSource
-from audtools.exporting.condition import evaluating
+from audtools.exporting.evaluation import evaluating
 from audtools.formats import onboarding
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace

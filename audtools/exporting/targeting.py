@@ -23,7 +23,8 @@ import duckdb
 import pandas as pd
 
 from audtools.errors import RefusedError
-from audtools.exporting.condition import evaluating, validate_condition
+from audtools.exporting.condition import validate_condition
+from audtools.exporting.evaluation import evaluating
 from audtools.workspace import Workspace, as_workspace
 
 __all__ = [
