@@ -36,6 +36,7 @@ from audtools.chart_time import (
     caption,
     chart_data,
 )
+from audtools.privacy import plain_text
 
 __all__ = [
     "exports_chart",
@@ -136,7 +137,8 @@ def funnel_chart(
     else:
         stages.append(("profiles (distinct)", int(data.get("profiles") or 0), COLOURS[1]))
     fig, ax = _axes(ax, (8, 0.55 * len(stages) + 1.6))
-    label = audience.get("label") or "the import"
+    # Labels are typed by people: scrubbed, and drawn as plain text (never as mathtext).
+    label = plain_text(audience.get("label")) or "the import"
     title = f"Funnel of {label}"
     if not members:
         _empty(ax, title, "No members: the shared audience holds no ID of this data source.")
@@ -210,7 +212,7 @@ def _lines(runs: pd.DataFrame, column: str, *, data_source: str | None, ax: Axes
     for i, (source, group) in enumerate(frame.groupby("data_source", sort=True)):
         values = group[column].astype(float).fillna(0) * scale
         ax.plot(group[when].dt.tz_localize(None), values, marker="o", markersize=4,
-                linewidth=1.8, color=COLOURS[i % len(COLOURS)], label=str(source))
+                linewidth=1.8, color=COLOURS[i % len(COLOURS)], label=plain_text(str(source)))
         points += [{"data_source": str(source), "x": _iso(x), "y": float(y)}
                    for x, y in zip(group[when], values, strict=True)]
     ax.set_ylabel(ylabel)
@@ -324,7 +326,7 @@ def rejects_chart(
 
 def _run_names(frame: pd.DataFrame) -> list[str]:
     return [
-        f"{label}\n{started:%d %b %H:%M}"
+        f"{plain_text(label)}\n{started:%d %b %H:%M}"
         for label, started in zip(frame["label"].fillna(""), frame["started_at"], strict=True)
     ]
 

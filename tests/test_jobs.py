@@ -308,7 +308,9 @@ def test_export_job_counts_equal_the_export_command(copy: Any) -> None:
     assert lines[0] == f"run {run_id}: running export_audience"  # text progress, no bars
     assert lines[1].startswith(f"run {run_id}: notebook done in ") and len(lines) == 2
     assert result == json.loads((job_ws / result["report"]).parent.joinpath("result.json").read_text())
-    assert (job_ws / "transitions" / "out.csv").is_file()
+    # A relative transition path of a job lands in the run's folder (issue 13, item 8).
+    assert (job_ws / "runs" / run_id / "transitions" / "out.csv").is_file()
+    assert not (job_ws / "transitions").exists()
     assert [p.name for p in (job_ws / "drops" / "export").iterdir()] == result["files"]
 
     if "export" in cli.commands:

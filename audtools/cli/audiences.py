@@ -43,11 +43,15 @@ def audiences_group(ctx: click.Context, workspace: Path, quiet: bool, verbose: b
 @click.argument("label")
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
               help="FILE.csv or FILE.parquet.")
+@click.option("--raw-csv", "raw_csv", is_flag=True,
+              help="Write values as they are, even those a spreadsheet would run as formulas "
+                   "(=, @, +, -); for programs, not spreadsheets.")
 @workspace_options
 @json_option
 @handle_errors
 def audiences_members_cmd(
-    label: str, output: Path, workspace: Path, quiet: bool, verbose: bool, as_json: bool
+    label: str, output: Path, raw_csv: bool, workspace: Path, quiet: bool, verbose: bool,
+    as_json: bool,
 ) -> None:
     """Write the members of audience LABEL: profile_id (Experience Cloud) or address (File).
 
@@ -55,7 +59,7 @@ def audiences_members_cmd(
     """
     from audtools.workspace.audiences import export_members
 
-    count = export_members(workspace, label, output)
+    count = export_members(workspace, label, output, raw_csv=raw_csv)
     emit({"label": label, "members": count, "output": str(output)}, as_json,
          f"Wrote {count} members of {label!r} to {output}")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 import sys
 import traceback
 from collections.abc import Callable
@@ -65,7 +66,7 @@ def handle_errors(func: F) -> F:
                 traceback.print_exc(file=sys.stderr)
             if as_json:
                 click.echo(json.dumps(exc.to_json()))
-            click.echo(f"audtools: error: {exc.message}", err=True)
+            click.echo(terminal_text(f"audtools: error: {exc.message}"), err=True)
             sys.exit(1)
         except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
             raise
@@ -75,7 +76,7 @@ def handle_errors(func: F) -> F:
             message = f"unexpected {type(exc).__name__}: {exc}. Run again with -v for details."
             if as_json:
                 click.echo(json.dumps({"error": {"code": "internal", "message": message}}))
-            click.echo(f"audtools: error: {message}", err=True)
+            click.echo(terminal_text(f"audtools: error: {message}"), err=True)
             sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
@@ -86,12 +87,33 @@ def show_progress(quiet: bool, as_json: bool) -> bool:
     return not quiet and not as_json and sys.stderr.isatty()
 
 
+# Control characters (C0, DEL, C1) and the bidirectional overrides that reorder what a terminal
+# shows: a partner's file or segment name must not move the cursor, recolour or rewrite a line.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def shown(value: Any) -> str:
+    """``value`` as text fit for a terminal: control characters written as escapes (``\\x1b``),
+    newlines and tabs included, so that a name holds on one line."""
+    return _CONTROL.sub(_escaped, str(value))
+
+
+def terminal_text(text: str) -> str:
+    """A whole text fit for a terminal: as :func:`shown`, its own line breaks kept."""
+    return "\n".join(shown(line) for line in text.split("\n"))
+
+
 def emit(data: dict[str, Any], as_json: bool, text: str | Callable[[], str]) -> None:
-    """Print ``data`` as JSON, or the human text."""
+    """Print ``data`` as JSON, or the human text (control characters escaped)."""
     if as_json:
         click.echo(json.dumps(data, ensure_ascii=False))
     else:
-        click.echo(text() if callable(text) else text)
+        click.echo(terminal_text(text() if callable(text) else text))
 
 
 def counts_text(title: str, data: dict[str, Any]) -> str:

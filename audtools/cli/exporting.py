@@ -34,6 +34,11 @@ from audtools.cli.common import (
 @click.option("--complement-transition", "complement_transition", metavar="PATH.csv",
               type=click.Path(dir_okay=False, path_type=Path),
               help="Write profile_id of the targeted profiles without an ID.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace transition CSVs that exist (refused otherwise).")
+@click.option("--raw-csv", "raw_csv", is_flag=True,
+              help="Write transition values as they are, even those a spreadsheet would run as "
+                   "formulas (=, @, +, -); for programs, not spreadsheets.")
 @click.option("--gzip", "gzip", is_flag=True, help="Write .sync.gz files.")
 @click.option("--max-file-bytes", "max_file_bytes", type=click.IntRange(min=1), metavar="N",
               default=10**9, show_default=True,
@@ -50,6 +55,8 @@ def export_cmd(
     data_source: str,
     outbound_transition: Path | None,
     complement_transition: Path | None,
+    overwrite: bool,
+    raw_csv: bool,
     gzip: bool,
     max_file_bytes: int,
     operator: str | None,
@@ -79,6 +86,8 @@ def export_cmd(
         where=where,
         outbound_transition=outbound_transition,
         complement_transition=complement_transition,
+        overwrite=overwrite,
+        raw_csv=raw_csv,
         gzip=gzip,
         max_file_bytes=max_file_bytes,
         operator=operator,

@@ -17,6 +17,7 @@ from audtools.cli.common import (
     handle_errors,
     json_option,
     show_progress,
+    shown,
     workspace_options,
 )
 
@@ -37,7 +38,7 @@ def catalog_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
 
     def text() -> str:
         lines = [f"{'sid':>12}  {'type':<9}  {'source':<19}  name"]
-        lines += [f"{e.sid:>12}  {e.type:<9}  {e.source:<19}  {e.name}" for e in entries]
+        lines += [f"{e.sid:>12}  {e.type:<9}  {e.source:<19}  {shown(e.name)}" for e in entries]
         return "\n".join(lines)
 
     emit(data, as_json, text)
@@ -62,15 +63,15 @@ def batches_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
         lines: list[str] = []
         sources: dict[str, Any] = data["data_sources"]  # type: ignore[assignment]
         for source_id, info in sources.items():
-            lines.append(f"{source_id} (last processed file: {info['last_file'] or '-'})")
+            lines.append(f"{source_id} (last processed file: {shown(info['last_file'] or '-')})")
             for name in info["applied"]:
-                lines.append(f"  applied  {name}")
+                lines.append(f"  applied  {shown(name)}")
             for name in info["ready"]:
-                lines.append(f"  ready    {name}")
+                lines.append(f"  ready    {shown(name)}")
             for item in info["waiting"]:
-                lines.append(f"  waiting  {item['name']}: {item['reason']}")
+                lines.append(f"  waiting  {shown(item['name'])}: {shown(item['reason'])}")
             for item in info["skipped"]:
-                lines.append(f"  skipped  {item['name']}: {item['reason']}")
+                lines.append(f"  skipped  {shown(item['name'])}: {shown(item['reason'])}")
         return "\n".join(lines)
 
     emit(data, as_json, text)

@@ -18,10 +18,13 @@ from audtools.cli.common import CONTEXT, emit, handle_errors, json_option, works
 @click.command("run", context_settings=CONTEXT)
 @click.argument("notebook")
 @click.option("-p", "--parameter", "pairs", nargs=2, multiple=True, metavar="NAME VALUE",
-              help="A parameter of the notebook; VALUE is a YAML scalar. Repeat for more.")
+              help="A parameter of the notebook. VALUE is taken as written when the notebook "
+                   "gives the parameter a text default, and read as a YAML scalar (number, "
+                   "true/false, null) otherwise; to pass YAML on purpose, use -f. Repeat for more.")
 @click.option("-f", "--parameters-file", "files", multiple=True,
               type=click.Path(dir_okay=False, exists=True, path_type=Path), metavar="PARAMS.yaml",
-              help="A YAML mapping of parameters, read before -p (which wins).")
+              help="A YAML mapping of parameters (typed values: numbers, true/false, null), read "
+                   "before -p (which wins).")
 @workspace_options
 @json_option
 @handle_errors
@@ -45,10 +48,11 @@ def run_cmd(
     -p shared_audience 10603117 -p data_source defaultDataSource
     """
     from audtools.errors import JobFailed
-    from audtools.jobs.notebooks import read_parameters
+    from audtools.jobs.notebooks import notebook_parameters, notebook_path, read_parameters
     from audtools.jobs.runner import run_job
 
-    parameters = read_parameters(files, pairs)
+    declared = notebook_parameters(notebook_path(notebook)) if pairs else {}
+    parameters = read_parameters(files, pairs, declared)
     # Text lines, no bars, and only to a terminal (standard error stays one line on failure).
     show = not quiet and not as_json and sys.stderr.isatty()
     try:

@@ -71,5 +71,8 @@ def load_config(root: str | Path) -> WorkspaceConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError([f"not valid TOML ({exc})"], str(path)) from None
+    except RecursionError:
+        # tomllib recurses once per nesting level; a few thousand levels exhaust the stack.
+        raise ConfigError(["not valid TOML (nested too deeply)"], str(path)) from None
     return parse_config(data, root, str(path))
 

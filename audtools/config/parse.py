@@ -226,6 +226,57 @@ def _outbound(src: dict[str, Any], where: str, problems: list[str], dpid: int | 
     return out
 
 
+_VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_HEX_KEY = re.compile(r"(?:[0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})")
+# base64 of 16, 24 or 32 bytes: 24, 32 or 44 characters with the padding they need (standard or
+# URL-safe alphabet, padding optional).
+_BASE64_KEY = re.compile(r"[A-Za-z0-9+/_-]{22}(?:==)?|[A-Za-z0-9+/_-]{32}|[A-Za-z0-9+/_-]{43}=?")
+
+
+def looks_like_key(value: str) -> bool:
+    """True when ``value`` has the shape of an AES key (hex or base64 of 16, 24 or 32 bytes).
+
+    ``key_env`` and ``key_file`` name where a key lives; a key pasted there by mistake would be
+    copied into results, reports and notebooks, so it is refused without being echoed. A base64
+    text counts as a key when it mixes upper case, lower case and digits (random bytes nearly
+    always do) or holds a base64 sign (``+``, ``/``, ``=``), so that long variable names in
+    capitals, such as ``CAMPAIGN_SAMPLES_VISITOR_AES_KEY``, are not taken for keys.
+    """
+    text = value.strip()
+    if _HEX_KEY.fullmatch(text):
+        return True
+    if not _BASE64_KEY.fullmatch(text):
+        return False
+    if any(sign in text for sign in "+/="):
+        return True
+    return (
+        any(c.isupper() for c in text)
+        and any(c.islower() for c in text)
+        and any(c.isdigit() for c in text)
+    )
+
+
+def _check_key_names(
+    key_env: str | None, key_file: str | None, where: str, problems: list[str]
+) -> None:
+    # The messages never quote the value: it may be the key itself.
+    if key_env is not None and looks_like_key(key_env):
+        problems.append(
+            f"{where}: 'key_env' looks like a key, not the name of an environment variable; "
+            "put the key in a variable (or a file) and give its name"
+        )
+    elif key_env is not None and not _VARIABLE_NAME.fullmatch(key_env):
+        problems.append(
+            f"{where}: 'key_env' must be the name of an environment variable "
+            "(letters, digits and '_', not starting with a digit)"
+        )
+    if key_file is not None and looks_like_key(key_file):
+        problems.append(
+            f"{where}: 'key_file' looks like a key, not the path of a key file; "
+            "put the key in a file readable by you only and give its path"
+        )
+
+
 def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSource | None:
     where = f"data_sources[{i}]"
     if not isinstance(src, dict):
@@ -276,6 +327,7 @@ def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSourc
     encoding = choice("encoding", "base64")
     key_env = text(src, "key_env", where, None)
     key_file = text(src, "key_file", where, None)
+    _check_key_names(key_env, key_file, where, problems)
     iv_text = text(src, "iv", where, None)
     outbound = _outbound(src, where, problems, dpid)
 

@@ -28,8 +28,6 @@ from audtools.errors import RefusedError
 from audtools.exporting import publish
 from audtools.exporting.condition import validate_condition
 from audtools.exporting.pairs import (
-    COMPLEMENT_SQL,
-    OUTBOUND_SQL,
     Prepared,
     drop_temporaries,
     prepare,
@@ -37,8 +35,9 @@ from audtools.exporting.pairs import (
 )
 from audtools.exporting.result import ExportResult
 from audtools.exporting.targeting import Targeting
+from audtools.exporting.transitions import check_transition_path, transition_sql
 from audtools.formats import onboarding
-from audtools.formats.catalog import SharedAudience
+from audtools.formats.catalog import MAX_LABEL_CHARS, SharedAudience
 from audtools.shared_audiences import catalog_entries, find_shared_audience
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
 from audtools.workspace.operators import check_operator
@@ -153,6 +152,13 @@ def _shared_audience(
     name = str(segment_name)
     if not name.strip():
         raise RefusedError("The segment name is empty; give a name.", code="bad_segment_name")
+    if len(name) > MAX_LABEL_CHARS:
+        # Not quoted: a name this long is pasted text, which may hold anything.
+        raise RefusedError(
+            f"The segment name has {len(name):,} characters; a segment name has at most "
+            f"{MAX_LABEL_CHARS}. Give a shorter name.",
+            code="bad_segment_name",
+        )
     if name.isascii() and name.isdigit():
         raise RefusedError(
             f"The segment name {name!r} is only digits, which would be read as a sid; "
@@ -210,6 +216,8 @@ def export_audience(
     progress: bool | None = None,
     run_id: str | None = None,
     keep_transitions: bool = True,
+    overwrite: bool = False,
+    raw_csv: bool = False,
 ) -> ExportResult:
     """Share targeted profiles as a segment: write their new IDs to the export drop (SPEC §6).
 
@@ -234,6 +242,9 @@ def export_audience(
         run_id: the run ID to use (jobs allocate it); a new one by default.
         keep_transitions: keep both transitions as Arrow tables on the result (DataFrames on
             access); the CLI turns this off.
+        overwrite: replace a transition CSV that exists (refused otherwise).
+        raw_csv: write the transitions' ``profile_id`` as it is, even when a spreadsheet would
+            read it as a formula (for machine consumers); ``id`` is never changed.
 
     Returns:
         The :class:`ExportResult`.
@@ -241,7 +252,8 @@ def export_audience(
     Raises:
         RefusedError: ``bad_arguments``, ``not_ims``, ``unknown_operator``,
             ``unknown_data_source``, ``not_a_segment``, ``segment_name_in_use``,
-            ``bad_segment_name``, ``bad_condition``, ``bad_max_file_bytes`` (nothing written).
+            ``bad_segment_name``, ``bad_condition``, ``bad_max_file_bytes``, ``bad_output`` (a
+            transition path that exists or names a file of the workspace; nothing written).
         AudtoolsError: ``unknown_shared_audience``; :class:`~audtools.errors.KeyProblem`
             (``missing_key``, ``bad_key``); a failure while writing (everything written is
             removed and a failed run recorded).
@@ -253,6 +265,11 @@ def export_audience(
         ['ftp_dpm_14016_1764359400.sync']
     """
     ws = as_workspace(workspace)
+    paths = {
+        kind: check_transition_path(ws, path, overwrite=overwrite)
+        for kind, path in (("outbound", outbound_transition), ("complement", complement_transition))
+        if path is not None
+    }
     run_id = run_id or new_run_id()
     started = now_utc()
     with ws.session(run_id=run_id, purpose="export") as con:
@@ -280,12 +297,7 @@ def export_audience(
                 result.finished_at = utc_text(now_utc())
                 return result
             transitions = [
-                (kind, Path(path).resolve(), sql)
-                for kind, path, sql in (
-                    ("outbound", outbound_transition, OUTBOUND_SQL),
-                    ("complement", complement_transition, COMPLEMENT_SQL),
-                )
-                if path is not None
+                (kind, path, transition_sql(kind, raw_csv=raw_csv)) for kind, path in paths.items()
             ]
             _publish(ws, con, result, plan, prep, run_id, started, transitions, gzip, progress)
         finally:

@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 
 from audtools.columns.chunks import CHUNK_ROWS, derive_pairs
 from audtools.config import DataSource
+from audtools.exporting.evaluation import evaluating
 from audtools.formats import onboarding
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace
@@ -101,10 +102,11 @@ def _target(con: duckdb.DuckDBPyConnection, condition: str | None) -> None:
     # always belong to a profile and hold 38-digit IDs: profiles.load_profiles sees to it.
     # Without a condition the targeted profiles and their IDs are views, not copies.
     if condition:
-        con.execute(
-            "CREATE TEMP TABLE _x_targeted AS SELECT profile_id FROM profiles "
-            f"WHERE ({condition}) IS TRUE"
-        )
+        with evaluating(con):
+            con.execute(
+                "CREATE TEMP TABLE _x_targeted AS SELECT profile_id FROM profiles "
+                f"WHERE ({condition}) IS TRUE"
+            )
     else:
         con.execute("CREATE TEMP VIEW _x_targeted AS SELECT profile_id FROM profiles")
 

@@ -24,6 +24,7 @@ import pandas as pd
 
 from audtools.errors import RefusedError
 from audtools.exporting.condition import validate_condition
+from audtools.exporting.evaluation import evaluating
 from audtools.workspace import Workspace, as_workspace
 
 __all__ = [
@@ -33,6 +34,7 @@ __all__ = [
     "intersection",
     "query",
     "union",
+    "evaluating",
     "validate_condition",
 ]
 
@@ -91,11 +93,13 @@ class Targeting:
         """
         if isinstance(workspace, duckdb.DuckDBPyConnection):
             validate_condition(workspace, self.condition)
-            return workspace.execute(self._select()).df()
+            with evaluating(workspace):
+                return workspace.execute(self._select()).df()
         ws = self._with(workspace)
         with ws.session(purpose="targeting") as con:
             validate_condition(con, self.condition)
-            return con.execute(self._select()).df()
+            with evaluating(con):
+                return con.execute(self._select()).df()
 
     def count(
         self,
@@ -105,11 +109,13 @@ class Targeting:
         sql = f"SELECT count(*) FROM profiles WHERE ({self.condition}) IS TRUE"
         if isinstance(workspace, duckdb.DuckDBPyConnection):
             validate_condition(workspace, self.condition)
-            return int(workspace.execute(sql).fetchall()[0][0])
+            with evaluating(workspace):
+                return int(workspace.execute(sql).fetchall()[0][0])
         ws = self._with(workspace)
         with ws.session(purpose="targeting") as con:
             validate_condition(con, self.condition)
-            return int(con.execute(sql).fetchall()[0][0])
+            with evaluating(con):
+                return int(con.execute(sql).fetchall()[0][0])
 
     def __len__(self) -> int:
         return self.count()

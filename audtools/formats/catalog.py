@@ -17,6 +17,11 @@ from audtools.errors import AudtoolsError, InputError
 CATALOG_NAME = "catalog.json"
 SegmentType = Literal["segment", "trait", "rule", "key_value"]
 SegmentSource = Literal["audience_manager", "people_core_service", "analytics", "campaign"]
+#: The longest audience label or segment name audtools accepts (SPEC-style refusals
+#: ``bad_label``, ``bad_segment_name``): names are shown in reports, charts and screens.
+MAX_LABEL_CHARS = 256
+# Sids are segment IDs: 1 to 18 digits, so that every one fits the database's BIGINT.
+_SID_DIGITS = 18
 _TYPES = ("segment", "trait", "rule", "key_value")
 _SOURCES = ("audience_manager", "people_core_service", "analytics", "campaign")
 
@@ -55,6 +60,13 @@ def read_catalog(drop: Path) -> list[SharedAudience]:
         raise InputError(
             f"{CATALOG_NAME} cannot be read ({exc}); fix or remove it.", code="bad_catalog", file=str(path)
         ) from None
+    except RecursionError:
+        # json recurses once per nesting level: a few thousand '[' exhaust the stack.
+        raise InputError(
+            f"{CATALOG_NAME} cannot be read (nested too deeply); fix or remove it.",
+            code="bad_catalog",
+            file=str(path),
+        ) from None
     segments = data.get("segments") if isinstance(data, dict) else None
     if not isinstance(segments, list):
         raise InputError(
@@ -86,10 +98,10 @@ def _entry_problem(entry: Any) -> str | None:
     if not isinstance(entry, dict):
         return "is not an object"
     sid = entry.get("sid")
-    if isinstance(sid, str) and sid.isascii() and sid.isdigit():
+    if isinstance(sid, str) and sid.isascii() and sid.isdigit() and len(sid) <= _SID_DIGITS:
         sid = int(sid)
-    if isinstance(sid, bool) or not isinstance(sid, int) or sid < 0:
-        return "needs a numeric 'sid'"
+    if isinstance(sid, bool) or not isinstance(sid, int) or not 0 < sid < 10**_SID_DIGITS:
+        return f"needs a numeric 'sid' of 1 to {_SID_DIGITS} digits"
     if not isinstance(entry.get("name"), str) or not entry["name"]:
         return "needs a 'name'"
     if entry.get("type", "segment") not in _TYPES:

@@ -136,7 +136,7 @@ def parse_info(data: bytes, name: str) -> list[InfoEntry]:
         raise _bad_info(name, f"it is not UTF-8 ({exc})") from exc
     try:
         doc = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested thousands of levels deep
         try:
             doc = json.loads(quote_keys(text))
         except (ValueError, RecursionError) as exc:

@@ -14,7 +14,7 @@ import duckdb
 
 from audtools.config import DataSource
 from audtools.errors import RefusedError
-from audtools.formats.catalog import SharedAudience
+from audtools.formats.catalog import MAX_LABEL_CHARS, SharedAudience
 from audtools.shared_audiences import find_shared_audience
 from audtools.workspace import Workspace
 from audtools.workspace.keys import load_key
@@ -108,6 +108,13 @@ def _check_label(
     source (the same pair's audience is replaced)."""
     if not label or not label.strip():
         raise RefusedError("The audience label is empty; give a label.", code="bad_label")
+    if len(label) > MAX_LABEL_CHARS:
+        # Not quoted: a label this long is pasted text, which may hold anything.
+        raise RefusedError(
+            f"The audience label has {len(label):,} characters; a label has at most "
+            f"{MAX_LABEL_CHARS}. Give a shorter label.",
+            code="bad_label",
+        )
     row = con.execute(
         "SELECT sid, data_source FROM audiences WHERE label = ?", [label]
     ).fetchone()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,10 +18,14 @@ from typing import Any
 import pandas as pd
 
 from audtools import charts
+from audtools.privacy import scrub
+
+log = logging.getLogger("audtools")
 
 __all__ = [
     "Html",
     "chart_html",
+    "chart_or_note",
     "delay",
     "escape",
     "html_table",
@@ -52,20 +57,7 @@ class Html:
 
 # -- privacy ------------------------------------------------------------------------------------
 
-_EMAIL = re.compile(r"[\w.+%'-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"\+\d[\d ().-]{6,}\d|\(?\b\d{3}\)?[ .-]\d{3}[ .-]\d{4}\b")
-_LONG_NUMBER = re.compile(r"\d{10,}")
 _QUOTED = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"")
-
-
-def scrub(text: str | None) -> str:
-    """``text`` with anything that looks like an email address, a phone number or an ID (ten
-    digits or more) replaced by ``…``."""
-    if not text:
-        return ""
-    text = _EMAIL.sub("…", str(text))
-    text = _PHONE.sub("…", text)
-    return _LONG_NUMBER.sub("…", text)
 
 
 def redact_condition(condition: str | None) -> str:
@@ -150,3 +142,16 @@ def chart_html(fig: Any, alt: str) -> str:
     """An ``<img>`` of the chart, embedded as a PNG ``data:`` URI, with its alternative text."""
     png = base64.b64encode(charts.figure_png(fig)).decode("ascii")
     return f"<img class='aud-chart' alt='{escape(alt)}' src='data:image/png;base64,{png}'>"
+
+
+def chart_or_note(fig: Any, alt: str) -> str:
+    """:func:`chart_html` of ``fig`` (a figure, or a function that makes one), or, when drawing
+    fails, a note saying so: a chart never fails a run that is already recorded."""
+    try:
+        return chart_html(fig() if callable(fig) else fig, alt)
+    except Exception as exc:  # noqa: BLE001 - any drawing failure becomes a note
+        log.warning("The chart %r could not be drawn: %s", alt, type(exc).__name__)
+        return (
+            f"<p class='aud-meta'>The chart “{escape(alt)}” could not be drawn "
+            f"({escape(type(exc).__name__)}); the run itself is not affected.</p>"
+        )

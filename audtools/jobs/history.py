@@ -11,6 +11,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -79,6 +80,21 @@ def _flatten(record: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _whole_number(value: Any) -> int | None:
+    # Anything that is not a whole number fitting 64 bits (a damaged or odd result.json) is missing.
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        value = int(value.strip()) if len(value.strip()) <= 18 else None
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        return None
+    return value if -(2**63) < value < 2**63 else None
+
+
+def _whole_numbers(values: pd.Series) -> pd.Series:
+    return pd.Series([_whole_number(v) for v in values], index=values.index, dtype="Int64")
+
+
 def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     """The run history as a flat DataFrame, in the order given (``load_runs``: newest first).
 
@@ -95,9 +111,9 @@ def runs_frame(records: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     for column in ("started_at", "finished_at", "delivered_at"):
         frame[column] = pd.to_datetime(frame[column], utc=True, errors="coerce", format="ISO8601")
     for column in _COUNTS:
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("Int64")
+        frame[column] = _whole_numbers(frame[column])
     frame["match_rate"] = pd.to_numeric(frame["match_rate"], errors="coerce").astype(float)
-    frame["sid"] = pd.to_numeric(frame["sid"], errors="coerce").astype("Int64")
+    frame["sid"] = _whole_numbers(frame["sid"])
     return frame.reset_index(drop=True)
 
 

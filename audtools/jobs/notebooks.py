@@ -91,13 +91,19 @@ def scalar_parameter(name: str, value: Any, origin: str) -> Scalar:
 
 
 def read_parameters(
-    files: Iterable[str | os.PathLike[str]] = (), pairs: Iterable[tuple[str, str]] = ()
+    files: Iterable[str | os.PathLike[str]] = (),
+    pairs: Iterable[tuple[str, str]] = (),
+    declared: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Scalar]:
     """Parameters from YAML files (``-f``), then ``NAME VALUE`` pairs (``-p``); the later wins.
 
-    Values are YAML scalars: ``-p shared_audience 10603117`` is a number, ``-p
-    force_reconciliation true`` a boolean, ``-p operator null`` nothing. A ``-p`` value that YAML
-    reads as a list or mapping (``age: 3``) is kept as the text given.
+    A ``-p`` value is taken as written when the notebook's ``parameters`` cell (``declared``, as
+    :func:`notebook_parameters` gives it) gives that parameter a text default (``label = ""``)
+    or a ``str`` annotation (``where: str = None``): ``-p where "x <> 'y' #note"`` keeps its
+    ``#note`` and ``-p label 007`` stays ``007``. Other values are YAML scalars: ``-p
+    shared_audience 10603117`` is a number, ``-p force_reconciliation true`` a boolean, ``-p
+    operator null`` nothing; one that YAML reads as a list or mapping (``age: 3``) is kept as
+    the text given. ``-f`` files are YAML: the way to pass a typed value on purpose.
 
     Raises:
         JobError: ``bad_parameters_file`` for a file that is not a YAML mapping of scalars.
@@ -106,24 +112,11 @@ def read_parameters(
 
     out: dict[str, Scalar] = {}
     for file in files:
-        path = Path(file)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-            raise JobError(
-                f"{path} cannot be read as YAML ({_first_line(exc)}); fix the parameters file.",
-                code="bad_parameters_file",
-            ) from None
-        if doc is None:
-            continue
-        if not isinstance(doc, dict):
-            raise JobError(
-                f"{path} must be a YAML mapping of parameter names to values (NAME: VALUE lines).",
-                code="bad_parameters_file",
-            )
-        for name, value in doc.items():
-            out[str(name)] = scalar_parameter(str(name), value, str(path))
+        out.update(_parameters_file(Path(file)))
     for name, text in pairs:
+        if _takes_text((declared or {}).get(name)):
+            out[name] = text
+            continue
         try:
             value = yaml.safe_load(text) if text.strip() else None
         except yaml.YAMLError:
@@ -132,6 +125,35 @@ def read_parameters(
             value = text
         out[name] = scalar_parameter(name, value, "-p")
     return out
+
+
+def _takes_text(spec: Mapping[str, Any] | None) -> bool:
+    """Whether a declared parameter is text: a quoted default or a ``str`` annotation."""
+    if not spec:
+        return False
+    default = str(spec.get("default") or "").strip()
+    quoted = default[:1] in ("'", '"') or default[:2].lower() in ("r'", 'r"')
+    return quoted or str(spec.get("inferred_type_name") or "") in ("str", "Optional[str]")
+
+
+def _parameters_file(path: Path) -> dict[str, Scalar]:
+    import yaml
+
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise JobError(
+            f"{path} cannot be read as YAML ({_first_line(exc)}); fix the parameters file.",
+            code="bad_parameters_file",
+        ) from None
+    if doc is None:
+        return {}
+    if not isinstance(doc, dict):
+        raise JobError(
+            f"{path} must be a YAML mapping of parameter names to values (NAME: VALUE lines).",
+            code="bad_parameters_file",
+        )
+    return {str(name): scalar_parameter(str(name), value, str(path)) for name, value in doc.items()}
 
 
 def _first_line(exc: BaseException) -> str:

@@ -167,7 +167,7 @@ def export_parameters(
 ) -> dict[str, Any]:
     """Check the parameters of ``export_audience.ipynb``; the keyword arguments of
     :func:`audtools.exporting.flow.export_audience`. Relative transition paths are relative to the
-    workspace.
+    run's folder ``runs/RUN_ID/`` (to the workspace in a notebook run by hand, without a run ID).
 
     Raises:
         JobError: ``bad_parameter``, naming the parameter, what it must be and what it is.
@@ -193,7 +193,9 @@ def export_parameters(
         if text is not None:
             if not text.lower().endswith(".csv"):
                 raise _bad(name, "the path of a .csv file", value)
-            out[name] = str((ws.root / Path(text).expanduser()).resolve())
+            # A relative path lands in the run's folder, never over a file of the workspace.
+            base = ws.run_dir(run_id) if isinstance(run_id, str) and run_id else ws.root
+            out[name] = str((base / Path(text).expanduser()).resolve())
     if max_file_bytes is not None:
         if isinstance(max_file_bytes, bool) or not isinstance(max_file_bytes, int) or max_file_bytes < 1:
             raise _bad("max_file_bytes", "a whole number of bytes, 1 or more, or null", max_file_bytes)

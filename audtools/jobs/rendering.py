@@ -152,7 +152,11 @@ def _history_charts(frame: Any) -> list[str]:
     never an ID), so that what the picture shows can be read as data."""
     parts = []
     for name, chart, alt in INDEX_CHARTS:
-        fig = chart(frame, time="delivered_at" if _by_delivery(frame) else "started_at")
+        try:
+            fig = chart(frame, time="delivered_at" if _by_delivery(frame) else "started_at")
+        except Exception:  # noqa: BLE001 - a chart never fails the index: a note says so
+            parts.append(formatting.chart_or_note(lambda chart=chart: chart(frame), alt))
+            continue
         points = json.dumps(charts.chart_data(fig), separators=(",", ":"))
         for text in list(fig.texts):
             if text.get_text() == charts.caption(fig):

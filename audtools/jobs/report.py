@@ -22,6 +22,7 @@ import pandas as pd
 from audtools.jobs.formatting import (
     Html,
     chart_html,
+    chart_or_note,
     delay,
     escape,
     html_table,
@@ -72,10 +73,14 @@ def _change(rate: float, previous: pd.Series | None, noun: str) -> str:
 
 def show(fig: Any, alt: str) -> None:
     """Display a chart in the notebook as an embedded PNG with alternative text, whatever the
-    matplotlib backend (the figure is not kept by pyplot, so it is shown once)."""
+    matplotlib backend (the figure is not kept by pyplot, so it is shown once).
+
+    ``fig`` is a figure or a function that makes one; when drawing fails, a note is shown
+    instead, so that a chart never fails a job whose run is already recorded.
+    """
     from IPython.display import display
 
-    display({"text/html": chart_html(fig, alt), "text/plain": f"[chart] {alt}"}, raw=True)
+    display({"text/html": chart_or_note(fig, alt), "text/plain": f"[chart] {alt}"}, raw=True)
 
 
 def _source_label(ws: Workspace, source: str | None) -> str:
@@ -110,7 +115,7 @@ def import_summary(workspace: str | os.PathLike[str] | Workspace | None, result:
     reasons = data.get("unmatched_reasons") or {}
     parts = [
         f"<h1>Import: {escape(scrub(aud['label']))}</h1>",
-        "<p class='aud-lede'>The shared audience <b>" + escape(f"{shared['name']} ({shared['sid']})")
+        "<p class='aud-lede'>The shared audience <b>" + escape(f"{scrub(shared['name'])} ({shared['sid']})")
         + "</b>, read through the data source <b>" + escape(_source_label(ws, aud["data_source"]))
         + f"</b>, is now the {kind} <b>{escape(scrub(aud['label']))}</b> of <b>{size}</b>.</p>",
         "<ul class='aud-facts'>",
@@ -152,7 +157,8 @@ def import_details(workspace: str | os.PathLike[str] | Workspace | None, result:
     skipped = data.get("batches_skipped") or []
     if skipped:
         parts.append("<h2>Batches skipped</h2>")
-        parts.append(html_table(["batch", "reason"], [[escape(s["name"]), escape(s["reason"])] for s in skipped], 9))
+        parts.append(html_table(["batch", "reason"], [[escape(scrub(s["name"], ids=False)), escape(scrub(s["reason"], ids=False))]
+                                 for s in skipped], 9))
     rejects = ws.run_dir(str(data.get("run_id"))) / "rejects.csv" if data.get("run_id") else None
     if rejects is not None and rejects.is_file():
         table = pd.read_csv(rejects, dtype=str)
@@ -184,10 +190,10 @@ def export_summary(
     files = data.get("files") or []
     created = " (created by this export)" if shared.get("created") else ""
     parts = [
-        f"<h1>Export: {escape(shared['name'])}</h1>",
+        f"<h1>Export: {escape(scrub(shared['name']))}</h1>",
         f"<p class='aud-lede'><b>{thousands(data['ids_exported'])} new IDs</b> of "
         f"{thousands(data['profiles_exported'])} profiles were shared with the segment <b>"
-        + escape(f"{shared['name']} ({shared['sid']})") + f"</b>{created} through the data source <b>"
+        + escape(f"{scrub(shared['name'])} ({shared['sid']})") + f"</b>{created} through the data source <b>"
         + escape(_source_label(ws, data["data_source"])) + f"</b>, in {len(files)} onboarding "
         f"file{'s' if len(files) != 1 else ''}. "
         + (f"{thousands(data['ids_already_shared'])} IDs already shared earlier were not sent again."

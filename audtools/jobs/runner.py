@@ -57,6 +57,7 @@ from audtools.jobs.parameters import (
     require_match_rate,
 )
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
+from audtools.workspace.records import owner_only
 from audtools.workspace.runs import RESULT_NAME, load_runs, now_utc, write_result
 
 __all__ = [
@@ -120,16 +121,19 @@ def run_job(
     path = notebook_path(notebook)
     params = {str(k): scalar_parameter(str(k), v, "parameters") for k, v in (parameters or {}).items()}
     check_names(path, notebook_parameters(path), params)
-    run = _start_run(ws, path, notebook, params)
     say = progress or (lambda line: None)
-    say(f"run {run.run_id}: running {run.job['notebook']}")
-    error = _run_notebook(run, path, params, timeout)
-    result = _job_result(run, error)
+    # The run folder, the executed notebook, the report and whatever the kernel writes (it
+    # inherits the umask) are the owner's only.
+    with owner_only():
+        run = _start_run(ws, path, notebook, params)
+        say(f"run {run.run_id}: running {run.job['notebook']}")
+        error = _run_notebook(run, path, params, timeout)
+        result = _job_result(run, error)
 
-    elapsed = (now_utc() - run.started).total_seconds()
-    say(f"run {run.run_id}: notebook {'failed' if error else 'done'} in {elapsed:.0f} s; "
-        "writing the report")
-    error = _write_report(run, result, error)
+        elapsed = (now_utc() - run.started).total_seconds()
+        say(f"run {run.run_id}: notebook {'failed' if error else 'done'} in {elapsed:.0f} s; "
+            "writing the report")
+        error = _write_report(run, result, error)
     if error:
         code, message = error
         raise JobFailed(result, code, message)
@@ -244,8 +248,11 @@ def _execute(
             cwd=str(cwd),
             execution_timeout=timeout,
             store_widget_state=False,
-            # The kernel's own start-up warnings would reach the terminal of `audtools run`.
-            extra_arguments=["--IPKernelApp.log_level=ERROR"],
+            # The kernel's own log would reach the terminal of `audtools run`: start-up warnings,
+            # and at shutdown "KeyboardInterrupt caught in kernel." (logged as an ERROR: the
+            # kernel manager interrupts the kernel before asking it to stop), which reads as a
+            # failure. A failing cell is reported by papermill, not by this log.
+            extra_arguments=["--IPKernelApp.log_level=CRITICAL"],
         )
     except PapermillExecutionError as exc:
         trace = [line for line in (exc.traceback or []) if line.strip()]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 from audtools.exporting.flow import ExportResult
-from audtools.exporting.targeting import validate_condition
+from audtools.exporting.targeting import evaluating, validate_condition
 from audtools.formats.catalog import SharedAudience
 from audtools.widgets._parts import number, table, window_text
 from audtools.workspace import Workspace
@@ -33,7 +33,8 @@ def count_targeted(ws: Workspace, condition: str) -> int:
             sql = f"SELECT count(*) FROM profiles WHERE ({text}) IS TRUE"
         else:
             sql = "SELECT count(*) FROM profiles"
-        return int(con.execute(sql).fetchall()[0][0])
+        with evaluating(con):
+            return int(con.execute(sql).fetchall()[0][0])
 
 
 def confirmed_sentence(preview: ExportResult) -> str:

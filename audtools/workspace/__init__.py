@@ -17,7 +17,7 @@ import duckdb
 from audtools.config import CONFIG_NAME, DEFAULT_CONFIG, WorkspaceConfig, load_config
 from audtools.errors import WorkspaceError
 from audtools.workspace import database as store
-from audtools.workspace.records import new_run_id, utc_text, write_atomic
+from audtools.workspace.records import new_run_id, owner_only, utc_text, write_atomic
 
 __all__ = ["Workspace", "as_workspace", "init_workspace", "new_run_id", "utc_text"]
 
@@ -82,8 +82,13 @@ class Workspace:
         # Imported here: recovery writes run records, whose module needs this one's Workspace.
         from audtools.workspace.recovery import settle_pending_exports
 
-        with self.lock(run_id, purpose):
+        # Owner-only files for the whole session: the database, its log and spill files, and
+        # every extract, transition and record written through the connection.
+        with self.lock(run_id, purpose), owner_only():
             con = store.connect(self.config.database)
+            # A database made before files were the owner's only becomes so now.
+            with contextlib.suppress(OSError):
+                os.chmod(self.config.database, 0o600)
             try:
                 con = store.migrate(self.config.database, con)
                 settle_pending_exports(self, con)
@@ -133,8 +138,10 @@ def init_workspace(root: str | os.PathLike[str]) -> Workspace:
             code="workspace_exists",
         )
     path.mkdir(parents=True, exist_ok=True)
-    for sub in ("drops/import", "drops/export", "runs"):
+    for sub in ("drops/import", "drops/export"):
         (path / sub).mkdir(parents=True, exist_ok=True)
+    # What runs leave (results, reports, extracts) is the owner's only.
+    (path / "runs").mkdir(mode=0o700, exist_ok=True)
     write_atomic(path / CONFIG_NAME, DEFAULT_CONFIG)
     ws = Workspace(path)
     with ws.session(purpose="init"):

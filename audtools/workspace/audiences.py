@@ -12,7 +12,7 @@ import pandas as pd
 from audtools.errors import AudtoolsError
 from audtools.workspace import Workspace, as_workspace
 from audtools.workspace.database import sql_string, transaction
-from audtools.workspace.records import replaced_whole, utc_text
+from audtools.workspace.records import replaced_whole, spreadsheet_safe, utc_text
 
 
 def list_audiences(workspace: str | os.PathLike[str] | Workspace | None = None) -> pd.DataFrame:
@@ -73,11 +73,17 @@ def audience_members(
 
 
 def export_members(
-    workspace: str | os.PathLike[str] | Workspace | None, label: str, output: str | Path
+    workspace: str | os.PathLike[str] | Workspace | None,
+    label: str,
+    output: str | Path,
+    *,
+    raw_csv: bool = False,
 ) -> int:
     """Write an audience's members to ``output`` (``.csv`` with a header, or ``.parquet``).
 
-    The file appears whole or not at all.
+    The file appears whole or not at all, for its owner only. In a CSV, a value a spreadsheet
+    would run as a formula (starting with ``=``, ``@``, ``+``, ``-``, a tab or a carriage return;
+    not an E.164 number, ``+`` and digits) gets a leading ``'``, unless ``raw_csv``.
 
     Returns:
         The number of members written.
@@ -92,9 +98,10 @@ def export_members(
     with ws.session(purpose="audiences members") as con:
         column = "address" if _audience_type(con, label) == "file" else "profile_id"
         fmt = "(FORMAT parquet)" if suffix == ".parquet" else "(HEADER, DELIMITER ',')"
+        value = column if raw_csv or suffix == ".parquet" else spreadsheet_safe(column)
         with replaced_whole(out) as tmp:
             con.execute(
-                f"COPY (SELECT {column} FROM audience_members WHERE label = $label "
+                f"COPY (SELECT {value} AS {column} FROM audience_members WHERE label = $label "
                 f"ORDER BY {column}) TO {sql_string(str(tmp))} {fmt}",
                 {"label": label},
             )

@@ -69,13 +69,18 @@ def load_key(*, key_env: str | None, key_file: str | Path | None, base_dir: Path
 def _read_key_file(path: Path) -> str:
     """The text of a key file, once it is known to be a regular file kept from group and others.
 
+    The file is opened without following a link and the opened file itself is checked, so that
+    nothing can be swapped in between the checks and the read.
+
     Raises:
-        KeyProblem: ``missing_key`` when the file does not exist; ``bad_key`` when it is not a
-            regular file, group or others can read it, it cannot be read or it is not ASCII.
+        KeyProblem: ``missing_key`` when the file does not exist; ``bad_key`` when it is a link
+            or not a regular file, group or others can read or write it, it belongs to another
+            user, its folder is writable by others, it cannot be read or it is not ASCII.
     """
     where = f"the key file {path}"
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
     try:
-        info = path.stat()
+        fd = os.open(path, flags)
     except FileNotFoundError:
         raise KeyProblem(
             f"The key is missing: {where} does not exist. Create it with the key as hex text "
@@ -84,32 +89,27 @@ def _read_key_file(path: Path) -> str:
             file=str(path),
         ) from None
     except OSError as exc:
+        if path.is_symlink():
+            _refuse(path, "is a symbolic link. Point key_file at the file holding the key itself.")
         raise KeyProblem(
             f"{_cap(where)} cannot be read ({exc.strerror}). Check the path and its rights.",
             code="bad_key",
             file=str(path),
         ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise KeyProblem(
-            f"{_cap(where)} is not a regular file. Point key_file at the file holding the key.",
-            code="bad_key",
-            file=str(path),
-        )
-    if info.st_mode & 0o044:
-        raise KeyProblem(
-            f"{_cap(where)} is readable by group or others, so it is refused. Run "
-            f"`chmod 600 {path}` and try again.",
-            code="bad_key",
-            file=str(path),
-        )
     try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise KeyProblem(
-            f"{_cap(where)} cannot be read ({exc.strerror}). Check its owner and rights.",
-            code="bad_key",
-            file=str(path),
-        ) from None
+        _check_key_file(path, os.fstat(fd))
+    except KeyProblem:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as handle:
+        try:
+            raw_bytes = handle.read(4096)
+        except OSError as exc:
+            raise KeyProblem(
+                f"{_cap(where)} cannot be read ({exc.strerror}). Check its owner and rights.",
+                code="bad_key",
+                file=str(path),
+            ) from None
     try:
         return raw_bytes.decode("ascii")
     except UnicodeDecodeError:
@@ -118,6 +118,32 @@ def _read_key_file(path: Path) -> str:
             code="bad_key",
             file=str(path),
         ) from None
+
+
+def _check_key_file(path: Path, info: os.stat_result) -> None:
+    """Refuse a key file that someone else could read, replace or rewrite."""
+    if not stat.S_ISREG(info.st_mode):
+        _refuse(path, "is not a regular file. Point key_file at the file holding the key.")
+    if info.st_mode & 0o044:
+        _refuse(path, f"is readable by group or others, so it is refused. Run `chmod 600 {path}`.")
+    if info.st_mode & 0o022:
+        _refuse(path, f"is writable by group or others, so it is refused. Run `chmod 600 {path}`.")
+    if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+        _refuse(path, "belongs to another user, so it is refused. Keep your key in a file you own.")
+    try:
+        folder = path.parent.stat()
+    except OSError:
+        return
+    if folder.st_mode & 0o002:
+        _refuse(
+            path,
+            f"is in a folder anyone can write to ({path.parent}), so it is refused. "
+            "Move the key to a folder only you can write to.",
+        )
+
+
+def _refuse(path: Path, reason: str) -> None:
+    raise KeyProblem(f"The key file {path} {reason}", code="bad_key", file=str(path))
 
 
 def _cap(text: str) -> str:

@@ -86,7 +86,11 @@ def run_log(ws: Workspace, run_id: str) -> Iterator[Path]:
 
 
 def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> list[dict[str, Any]]:
-    """Every run's ``result.json``, newest first (runs without one are left out)."""
+    """Every run's ``result.json``, newest first.
+
+    Runs without one are left out, and so are files that are not a run record (not JSON, not an
+    object, fields of the wrong type), with a warning: one odd file never stops the history.
+    """
     ws = as_workspace(workspace)
     out = []
     if ws.runs_dir.is_dir():
@@ -95,9 +99,15 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
             if not path.is_file():
                 continue
             try:
-                out.append(json.loads(path.read_text(encoding="utf-8")))
-            except (OSError, ValueError):
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError, RecursionError):
                 log.warning("%s cannot be read; skipped", path)
+                continue
+            problem = record_problem(record)
+            if problem:
+                log.warning("%s is not a run record (%s); skipped", path, problem)
+                continue
+            out.append(record)
     out.sort(
         key=lambda r: (r.get("started_at") or "", r.get("finished_at") or "", r.get("run_id") or ""),
         reverse=True,
@@ -105,3 +115,35 @@ def load_runs(workspace: str | os.PathLike[str] | Workspace | None = None) -> li
     return out
 
 
+_TEXTS = ("run_id", "kind", "status", "started_at", "finished_at", "report", "data_source")
+_TABLES = ("audience", "shared_audience", "job", "error", "unmatched_reasons")
+_NUMBERS = (
+    "rows_read", "rows_rejected", "members", "undecryptable", "matched", "unmatched",
+    "profiles", "addresses", "batches_applied", "batches_waiting", "profiles_targeted",
+    "profiles_exported", "profiles_without_id", "ids_exported", "ids_already_shared",
+    "runs_in_period", "match_rate",
+)
+
+
+def record_problem(record: Any) -> str | None:
+    """Why ``record`` (a parsed ``result.json``) cannot be shown as a run, or None.
+
+    The fields the history reads must have their types: texts, tables (objects), numbers.
+    Numbers may be of any size; the history shows those beyond 64 bits as missing.
+    """
+    if not isinstance(record, dict):
+        return "not an object"
+    for key in _TEXTS:
+        if not isinstance(record.get(key), str | None):
+            return f"'{key}' is not text"
+    for key in _TABLES:
+        if not isinstance(record.get(key), dict | None):
+            return f"'{key}' is not an object"
+    for key in _NUMBERS:
+        value = record.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float | None):
+            return f"'{key}' is not a number"
+    for outer, inner in (("job", "parameters"), ("job", "error"), ("audience", "shared_audience")):
+        if not isinstance((record.get(outer) or {}).get(inner), dict | None):
+            return f"'{outer}.{inner}' is not an object"
+    return None
