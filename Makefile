@@ -28,9 +28,10 @@ demo: setup  ## a sample workspace in data/demo: profiles, batches, catalog, imp
 test: setup  ## every test, slow ones included
 	$(BIN)/python -m pytest -q
 
-lint: setup
-	$(BIN)/ruff check audtools tests
+lint: setup  ## ruff, mypy, and the import contracts of pyproject.toml (import-linter)
+	$(BIN)/ruff check audtools tests benchmarks
 	$(BIN)/mypy audtools
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(DEMO) .pytest_cache .hypothesis

@@ -29,10 +29,10 @@ _EXPORTS = {
     "Targeting": "exporting.targeting",
     "Workspace": "workspace",
     "audience_members": "workspace.audiences",
-    "batches": "importing.batches",
+    "batches": "importing.drop_status",
     "catalog": "shared_audiences",
     "delete_audience": "workspace.audiences",
-    "delete_profiles": "profiles.loading",
+    "delete_profiles": "profiles.deletion",
     "exclusion": "exporting.targeting",
     "export_audience": "exporting.flow",
     "import_audience": "importing.flow",
@@ -77,11 +77,12 @@ if TYPE_CHECKING:
     from audtools.errors import AudtoolsError
     from audtools.exporting.flow import ExportResult, export_audience, save_audience
     from audtools.exporting.targeting import Targeting, exclusion, intersection, query, union
-    from audtools.importing.batches import batches
+    from audtools.importing.drop_status import batches
     from audtools.importing.flow import import_audience
     from audtools.importing.result import ImportResult
     from audtools.jobs.runner import run_job, runs
-    from audtools.profiles.loading import delete_profiles, load_profiles
+    from audtools.profiles.deletion import delete_profiles
+    from audtools.profiles.loading import load_profiles
     from audtools.shared_audiences import catalog
     from audtools.workspace import Workspace, init_workspace
     from audtools.workspace.audiences import audience_members, delete_audience, list_audiences

@@ -18,9 +18,9 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         ``{"workspace", "problems": [...], "warnings": [...], "data_sources": {id: {...}}}``;
         no problem means the workspace is ready.
     """
-    from audtools.columns import aes as crypto
-    from audtools.formats.outbound import read_info
+    from audtools.importing.scan import scan_drop
     from audtools.shared_audiences import catalog_entries
+    from audtools.workspace.keys import load_key
 
     ws = as_workspace(workspace)
     cfg = ws.config
@@ -37,12 +37,12 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
             catalog_entries(ws, con)
         except AudtoolsError as exc:
             problems.append(exc.message)
-    if cfg.import_drop.is_dir():
-        for info in sorted(cfg.import_drop.glob("*.info")):
-            try:
-                read_info(info)
-            except AudtoolsError as exc:
-                problems.append(exc.message)
+        problems.extend(_future_batches(con))
+        found = scan_drop(cfg, con) if cfg.import_drop.is_dir() else None
+    if found is not None:
+        problems.extend(_info_problems(found))
+        for ignored in found.ignored:
+            warnings.append(f"import drop: {ignored.name} is ignored: {ignored.reason}")
     for source in cfg.data_sources.values():
         status = "ok"
         if source.reconciliation == "declared_id" and source.reconciliation_key not in columns:
@@ -65,7 +65,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
                 status = "key not set"
             else:
                 try:
-                    crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
+                    load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
                 except AudtoolsError as exc:
                     problems.append(f"data source {source.id}: {exc.message}")
                     status = "bad key"
@@ -77,3 +77,30 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         "data_sources": sources,
         "profiles": int(profiles),
     }
+
+
+def _info_problems(found: Any) -> list[str]:
+    """The ``.info`` files of the drop that cannot be read (their batch waits)."""
+    problems: list[str] = []
+    for sb in found.sources.values():
+        for batch in sb.batches:
+            if batch.info_problem and batch.info_problem not in problems:
+                problems.append(batch.info_problem)
+    for ignored in found.ignored:
+        if ignored.name.lower().endswith(".info") and ignored.reason.startswith("cannot be read"):
+            problems.append(f"{ignored.name} {ignored.reason}")
+    return problems
+
+
+def _future_batches(con: Any) -> list[str]:
+    """Applied batches whose timestamp was more than a day ahead when they were applied."""
+    from audtools.importing.decide import applied_in_future
+
+    return [
+        f"data source {source_id}: batch {root} was applied while its timestamp was more than a "
+        "day in the future; later batches are compared with the batch before it (see CHANGELOG)"
+        for source_id, root, timestamp_ms, applied_at in con.execute(
+            "SELECT data_source, root, timestamp_ms, applied_at FROM batches ORDER BY data_source, root"
+        ).fetchall()
+        if applied_in_future(timestamp_ms, applied_at)
+    ]

@@ -88,3 +88,14 @@ def require_browser(*modules: str, chromium: str = CHROMIUM) -> ModuleType:
     import playwright.sync_api
 
     return playwright.sync_api
+
+
+def settled(*paths: Path, age: float = 3600) -> None:
+    """Give files a modification time ``age`` seconds ago: a delivery that has settled
+    (SPEC §4.2, ``settle_seconds``), as files written by a test are otherwise brand new."""
+    import os
+    import time
+
+    past = time.time() - age
+    for path in paths:
+        os.utime(path, (past, past))

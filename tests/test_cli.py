@@ -137,8 +137,53 @@ def test_the_cli_and_the_package_start_without_pandas() -> None:
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
 
 
-def test_the_front_door_lists_what_it_loads() -> None:
-    import audtools
+# Run in a fresh interpreter: checks every name of audtools.__all__, imports every module of
+# the package (a submodule named like a public name, such as the old audtools/runs.py, then
+# replaces the name on the package), checks again and calls audtools.runs on a workspace.
+_FRONT_DOOR = r"""
+import importlib, inspect, pkgutil, sys, types
+import audtools
+from pandas import DataFrame
 
+def check(when):
     for name in audtools.__all__:
-        assert getattr(audtools, name) is not None
+        value = getattr(audtools, name)
+        where = f"audtools.{name} ({when})"
+        if name == "__version__":
+            assert isinstance(value, str), where
+            continue
+        assert not isinstance(value, types.ModuleType), f"{where} is the module {value.__name__}"
+        kind = inspect.isclass if name[0].isupper() else inspect.isfunction
+        assert kind(value), f"{where} is {value!r}, not a {kind.__name__[2:]}"
+        home = sys.modules[value.__module__]  # where it is defined
+        assert home.__name__.startswith("audtools."), f"{where} comes from {home.__name__}"
+        # The name the module gives it (an alias such as save_audience included).
+        assert getattr(home, name, None) is value, f"{where} is {home.__name__}.{value.__name__}"
+
+def import_everything():
+    for info in pkgutil.walk_packages(audtools.__path__, "audtools."):
+        importlib.import_module(info.name)
+
+if sys.argv[1] == "names-first":
+    check("first use")
+import_everything()
+check("after importing every module")
+ws = audtools.init_workspace(sys.argv[2])
+history = audtools.runs(ws)
+assert isinstance(history, DataFrame) and len(history) == 0, history
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order", ["names-first", "modules-first"])
+def test_the_front_door_names_are_the_functions_and_classes(order: str, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-c", _FRONT_DOOR, order, str(tmp_path / "ws")],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

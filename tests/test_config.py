@@ -165,3 +165,38 @@ def test_the_error_names_the_file_even_with_operators(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(tmp_path)
     assert info.value.message.startswith(str(tmp_path / "audtools.toml"))
+
+
+def test_import_keys_take_the_spec_defaults() -> None:
+    cfg = _parse('[[data_sources]]\nid = "v"\ndpid = 1\nreconciliation = "visitor_id"\n')
+    assert (cfg.settle_seconds, cfg.max_rejects_kept, cfg.max_line_bytes) == (120, 100000, 8388608)
+    assert (cfg.max_uncompressed_bytes, cfg.max_compression_ratio) == (53687091200, 200)
+    source = cfg.data_sources["v"]
+    assert source.outbound_name is None and source.name_template.timestamp == "auto"
+    assert (source.outbound_header_rows, source.outbound_separator, source.outbound_info) == (0, ",", "optional")
+
+
+def test_outbound_keys_are_validated_each_naming_entry_and_field() -> None:
+    text = (
+        '[workspace]\nsettle_seconds = -1\nmax_line_bytes = 1.5\n'
+        '[[data_sources]]\nid = "v"\ndpid = 1\nreconciliation = "visitor_id"\n'
+        'outbound_header_rows = -2\noutbound_separator = "\\t"\noutbound_info = "always"\n'
+        'outbound_name = "<SYNC_TYPE>_<SYNC_MODE>_<TIMESTAMP>"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        _parse(text)
+    message = str(info.value)
+    for words in ("'settle_seconds'", "'max_line_bytes'", "data_sources[1] (v): 'outbound_header_rows'",
+                  "'outbound_separator'", "'outbound_info'", "'outbound_name'", "DPID"):
+        assert words in message
+
+
+def test_a_template_is_compiled_once_per_data_source() -> None:
+    cfg = _parse(
+        '[[data_sources]]\nid = "v"\ndpid = 7\nreconciliation = "visitor_id"\n'
+        'outbound_name = "<SYNC_TYPE>_<ORDER_ID>_<DPID>_<MASTER_DPID>_<SYNC_MODE>_<TIMESTAMP>.sync"\n'
+        'outbound_timestamp = "seconds"\n'
+    )
+    template = cfg.data_sources["v"].outbound_name
+    assert template is not None and template is cfg.data_sources["v"].name_template
+    assert template.own.fullmatch("ftp_1_2_7_full_1566906141.sync")

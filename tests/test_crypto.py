@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from audtools.columns import aes as crypto
 from audtools.errors import AudtoolsError, KeyProblem
+from audtools.workspace.keys import load_key
 
 IV = bytes.fromhex("000102030405060708090a0b0c0d0e0f")
 KEYS = {
@@ -313,19 +314,19 @@ def _assert_no_key_text(exc: BaseException, key_text: str) -> None:
 )
 def test_key_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> None:
     monkeypatch.setenv("AUDTOOLS_TEST_KEY", text)
-    key = crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
+    key = load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     assert key == bytes.fromhex(text.strip())
 
 
 def test_key_environment_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("AUDTOOLS_TEST_KEY", raising=False)
     with pytest.raises(KeyProblem) as info:
-        crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
+        load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     assert info.value.code == "missing_key"
     assert "AUDTOOLS_TEST_KEY" in str(info.value)
     monkeypatch.setenv("AUDTOOLS_TEST_KEY", "  ")
     with pytest.raises(KeyProblem) as empty:
-        crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
+        load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     assert empty.value.code == "missing_key"
 
 
@@ -346,7 +347,7 @@ def test_key_environment_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 def test_bad_key_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str) -> None:
     monkeypatch.setenv("AUDTOOLS_TEST_KEY", text)
     with pytest.raises(KeyProblem) as info:
-        crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
+        load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     assert info.value.code == "bad_key"
     assert "AUDTOOLS_TEST_KEY" in str(info.value)
     _assert_no_key_text(info.value, text)
@@ -356,7 +357,7 @@ def test_bad_key_text(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, text: str
     path.write_text(text, encoding="utf-8")
     path.chmod(0o600)
     with pytest.raises(KeyProblem) as file_info:
-        crypto.load_key(key_env=None, key_file="keys/bad.key", base_dir=tmp_path)
+        load_key(key_env=None, key_file="keys/bad.key", base_dir=tmp_path)
     assert file_info.value.code == "bad_key"
     assert str(path) in str(file_info.value)
     _assert_no_key_text(file_info.value, text)
@@ -367,15 +368,15 @@ def test_key_file_private(tmp_path: Path) -> None:
     path.parent.mkdir()
     path.write_text(SECRET + "\n")
     path.chmod(0o600)
-    assert crypto.load_key(
+    assert load_key(
         key_env=None, key_file="keys/email.key", base_dir=tmp_path
     ) == bytes.fromhex(SECRET)
     # An absolute path is taken as it is.
-    assert crypto.load_key(
+    assert load_key(
         key_env=None, key_file=path, base_dir=tmp_path / "elsewhere"
     ) == bytes.fromhex(SECRET)
     path.chmod(0o400)
-    assert crypto.load_key(key_env=None, key_file=str(path), base_dir=tmp_path) == bytes.fromhex(
+    assert load_key(key_env=None, key_file=str(path), base_dir=tmp_path) == bytes.fromhex(
         SECRET
     )
 
@@ -386,7 +387,7 @@ def test_key_file_readable_by_others_refused(tmp_path: Path, mode: int) -> None:
     path.write_text(SECRET)
     path.chmod(mode)
     with pytest.raises(KeyProblem) as info:
-        crypto.load_key(key_env=None, key_file="shared.key", base_dir=tmp_path)
+        load_key(key_env=None, key_file="shared.key", base_dir=tmp_path)
     assert info.value.code == "bad_key"
     assert "chmod 600" in str(info.value)
     assert str(path) in str(info.value)
@@ -395,19 +396,19 @@ def test_key_file_readable_by_others_refused(tmp_path: Path, mode: int) -> None:
 
 def test_key_file_missing(tmp_path: Path) -> None:
     with pytest.raises(KeyProblem) as info:
-        crypto.load_key(key_env=None, key_file="keys/none.key", base_dir=tmp_path)
+        load_key(key_env=None, key_file="keys/none.key", base_dir=tmp_path)
     assert info.value.code == "missing_key"
     assert str(tmp_path / "keys" / "none.key") in str(info.value)
     (tmp_path / "adir").mkdir()
     with pytest.raises(KeyProblem) as dir_info:
-        crypto.load_key(key_env=None, key_file="adir", base_dir=tmp_path)
+        load_key(key_env=None, key_file="adir", base_dir=tmp_path)
     assert dir_info.value.code == "bad_key"
 
 
 def test_key_source_must_be_one(tmp_path: Path) -> None:
     for env, file in [(None, None), ("A", "b.key")]:
         with pytest.raises(AudtoolsError) as info:
-            crypto.load_key(key_env=env, key_file=file, base_dir=tmp_path)
+            load_key(key_env=env, key_file=file, base_dir=tmp_path)
         assert info.value.code == "bad_config"
 
 
@@ -416,7 +417,7 @@ def test_key_bytes_not_in_messages(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     text = os.urandom(20).hex()
     monkeypatch.setenv("AUDTOOLS_TEST_KEY", text)
     with pytest.raises(KeyProblem) as info:
-        crypto.load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
+        load_key(key_env="AUDTOOLS_TEST_KEY", key_file=None, base_dir=tmp_path)
     _assert_no_key_text(info.value, text)
     assert "40 hex digits" in str(info.value)
 

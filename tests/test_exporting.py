@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from conftest import settled
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -796,6 +797,7 @@ def to_outbound(
     (ws.config.import_drop / name).write_text(
         "".join(f"{i}\t{sid}\n" for i in ids), encoding="utf-8"
     )
+    settled(ws.config.import_drop / name)  # a delivery that has finished (settle_seconds)
 
 
 def members(ws: Workspace, label: str) -> list[str]:

@@ -13,17 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audtools.columns import identifiers as id_rules
 from audtools.errors import AudtoolsError, InputError, RefusedError
+from audtools.profiles import declared_ids as derived
 from audtools.profiles import loading as profiles_module
-from audtools.profiles.loading import (
-    ProfileDelete,
-    ProfileLoad,
-    delete_profiles,
-    load_profiles,
-    load_visitors,
-    profile_columns,
-)
+from audtools.profiles.deletion import ProfileDelete, delete_profiles
+from audtools.profiles.loading import ProfileLoad, load_profiles, load_visitors, profile_columns
 from audtools.workspace import Workspace, init_workspace
+from audtools.workspace.database import arrow, connect
 
 V1 = "0" * 37 + "1"
 V2 = "12345678901234567890123456789012345678"
@@ -551,3 +548,67 @@ def test_text_values_round_trip_as_written(tmp_path: Path, ids: list[str], city:
     assert sorted(query(ws, "SELECT profile_id, email FROM profiles")) == sorted(
         (i, city) for i in ids
     )
+
+
+# -- the derived-ID cache: SHA-256 in SQL -----------------------------------------------------
+
+CHECK_SHA256 = "55e79200c1635b37ad31a378c39feb12f120f116625093a19bc32fff15041149"  # SPEC §3
+HASHED_SOURCE = """
+[[data_sources]]
+id = "emailSha256"
+label = "Email - SHA-256"
+dpid = 14019
+destination_id = 46393
+reconciliation = "declared_id"
+reconciliation_key = "email"
+channel = "email"
+hash = "sha256"
+"""
+
+
+def _sql_sha256(values: list[str | None]) -> list[str | None]:
+    """The cache's hashing step, as it runs: DuckDB's SQL over an Arrow column, in order."""
+    con = connect(":memory:")
+    try:
+        con.register("_keys", pa.table({"k": pa.array(values, pa.string())}))
+        return arrow(con, f"SELECT {derived.HASHED_KEY_SQL} FROM _keys").column(0).to_pylist()
+    finally:
+        con.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text()), max_size=20))
+def test_the_caches_sql_sha256_equals_the_reference(values: list[str | None]) -> None:
+    assert _sql_sha256(values) == id_rules.sha256_hex(pa.array(values, pa.string())).to_pylist()
+
+
+def test_the_caches_sql_sha256_in_bulk_keeps_the_order() -> None:
+    # Enough values (several row groups) for DuckDB to hash them in parallel.
+    values = [f"user{i}@example.com" + "é\x00"[: i % 3] for i in range(300_000)]
+    values[0] = "johndoe@example.com"
+    got = _sql_sha256(values)
+    assert got[0] == CHECK_SHA256
+    assert got == id_rules.sha256_hex(pa.array(values)).to_pylist()
+
+
+def test_the_cache_holds_the_reference_declared_ids(workspace: Workspace, tmp_path: Path) -> None:
+    """Normalised and checked in Arrow, hashed in SQL: the keys equal declared_ids(sha256)."""
+    config = workspace.root / "audtools.toml"
+    config.write_text(config.read_text() + HASHED_SOURCE)
+    ws = Workspace(workspace.root)
+    emails = [" JohnDoe@Example.COM", "Ünïcødé@Exämple.fr", "İSTANBUL@x.tr", "a:b@x.org",
+              "a%3Ab@x.org", "a%3ab@x.org", "a\rb@x.org", "  ", None, "tab\t@x.org"]
+    emails += [f"User{i}@Example.com" for i in range(2000)]
+    pids = [f"P{i}" for i in range(len(emails))]
+    pq.write_table(pa.table({"profile_id": pids, "email": emails}), tmp_path / "p.parquet")
+    load_profiles(ws, tmp_path / "p.parquet")
+    source = ws.config.data_sources["emailSha256"]
+    with ws.session() as con:
+        assert derived.refresh(con, ws.config, source)
+        got = dict(con.execute(
+            "SELECT profile_id, declared_id FROM derived_ids WHERE data_source = 'emailSha256'"
+        ).fetchall())
+    want = id_rules.declared_ids(pa.array(emails), kind="email", hash="sha256").to_pylist()
+    assert got == {p: k for p, k in zip(pids, want, strict=True) if k is not None}
+    assert got["P0"] == CHECK_SHA256
+    assert sorted(set(pids) - set(got)) == sorted(["P3", "P4", "P5", "P6", "P7", "P8", "P9"])

@@ -11,16 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import settled
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from audtools.columns import aes as crypto
 from audtools.importing.flow import import_audience
 from audtools.importing.members import member_keys
 from audtools.importing.reconcile import Reconciled, reconcile
 from audtools.profiles import declared_ids as derived
 from audtools.profiles.loading import load_profiles
 from audtools.workspace import Workspace, init_workspace
+from audtools.workspace.keys import load_key
 
 KEY_HEX = "8f1e2d3c4b5a69788796a5b4c3d2e1f00112233445566778899aabbccddeeff0"
 IV_HEX = "000102030405060708090a0b0c0d0e0f"
@@ -183,6 +184,7 @@ def build(tmp_path: Path, case: Case, sharing: bool, colliding: bool) -> Workspa
     rows = [value for value, _ in members_of(case, colliding)]
     name = f"ftp_1_{case.dpid}_full_1700000000000.sync"
     (root / "drops/import" / name).write_text("".join(f"{r}\t{SID}\n" for r in rows))
+    settled(root / "drops/import" / name)
     return Workspace(root)
 
 
@@ -245,7 +247,7 @@ def test_every_fast_path_gives_the_general_counts_audience_and_outcomes(
     source = ws.config.data_sources[case.source]
     key = None
     if source.encrypted:
-        key = crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=ws.root)
+        key = load_key(key_env=source.key_env, key_file=source.key_file, base_dir=ws.root)
     with ws.session() as con:
         members = member_keys(con, source, SID, key=key, region=ws.config.default_region)
         # The facts hold where they should: the fast paths below are the ones under test.

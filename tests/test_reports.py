@@ -9,10 +9,13 @@ import re
 import shutil
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from conftest import CHROMIUM, require_browser, sample_import
 
+from audtools.cli.main import cli
 from audtools.errors import JobFailed
 from audtools.jobs import report
 from audtools.jobs.rendering import TEMPLATE_NAME, index_html, template_dir
@@ -248,18 +251,40 @@ def test_report_job_links_every_run(rendered: Path) -> None:
     others = [r for r in load_runs(rendered) if r["run_id"] != job["run_id"]]
     for run in others:
         assert f"../{run['run_id']}/report.html" in page
-    # The workspace can move: every link is relative, so the moved copy's links reach the copy.
-    moved = rendered.parent / "moved"
-    shutil.copytree(rendered / "runs", moved / "runs")
-    for html_page in [moved / "runs" / "index.html", *sorted((moved / "runs").glob("*/report.html"))]:
-        text = html_page.read_text(encoding="utf-8")
-        assert str(rendered) not in text, html_page  # never the workspace's absolute path
+    assert "href='/" not in page and str(rendered) not in page
+
+
+def _paths_in(record: Any) -> list[str]:
+    """Every value of a run record that names a file of the workspace (``runs/...``)."""
+    if isinstance(record, dict):
+        return [p for value in record.values() for p in _paths_in(value)]
+    if isinstance(record, list):
+        return [p for value in record for p in _paths_in(value)]
+    return [record] if isinstance(record, str) and record.startswith("runs/") else []
+
+
+@pytest.mark.slow
+def test_the_workspace_can_move(rendered: Path, tmp_path: Path, runner: CliRunner) -> None:
+    """A copy of the whole folder elsewhere lists its runs, finds their files and renders."""
+    moved = tmp_path / "elsewhere" / "ws"
+    shutil.copytree(rendered, moved)
+    listed = runner.invoke(cli, ["runs", "-w", str(moved), "--json"])
+    assert listed.exit_code == 0, listed.output
+    records = json.loads(listed.stdout)["runs"]
+    assert [r["run_id"] for r in records] == [r["run_id"] for r in load_runs(rendered)]
+    assert str(rendered) not in listed.stdout  # nothing names the old place
+    paths = [p for record in records for p in _paths_in(record)]
+    assert len(paths) >= 2 * len(records)  # an executed notebook and a report per job
+    for path in paths:
+        assert not Path(path).is_absolute() and (moved / path).is_file(), path
+    rendered_again = runner.invoke(cli, ["report", "-w", str(moved), "--json"])
+    assert rendered_again.exit_code == 0, rendered_again.output
+    assert json.loads(rendered_again.stdout) == {"index": "runs/index.html", "runs": len(records)}
+    for page in _pages(moved):
+        text = page.read_text(encoding="utf-8")
+        assert str(rendered) not in text and str(moved) not in text, page
         parser = _Refs()
         parser.feed(text)
-        links = [v for tag, name, v in parser.refs if tag == "a" and name == "href"]
-        local = [v.split("#")[0] for v in links if not re.match(r"[a-z]+:|#", v) and v.split("#")[0]]
-        for link in local:
-            assert not link.startswith("/"), (html_page, link)
-            assert (html_page.parent / link).resolve().is_relative_to(moved.resolve()), (html_page, link)
-            assert (html_page.parent / link).is_file(), (html_page, link)
-    assert f"../{others[0]['run_id']}/report.html" in (moved / "runs" / job["run_id"] / "report.html").read_text()
+        for _, _, ref in parser.refs:
+            if not ref.startswith(("data:", "#", "http:", "https:")):
+                assert (page.parent / ref.split("#")[0]).resolve().is_file(), (page, ref)

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import settled
 
-from audtools.errors import InputError
 from audtools.importing import state as segments
 from audtools.workspace import Workspace
 from audtools.workspace.database import transaction
@@ -25,6 +25,7 @@ def write(ws: Workspace, name: str, rows: list[str], *, gz: bool = False) -> Pat
     data = "".join(r + "\n" for r in rows).encode()
     path = ws.config.import_drop / name
     path.write_bytes(gzip.compress(data, mtime=0) if gz else data)
+    settled(path)
     return path
 
 
@@ -185,16 +186,25 @@ def test_the_last_processed_file_is_recorded(workspace: Workspace) -> None:
     assert report["applied"] == [root]
 
 
-def test_a_corrupt_gzip_fails_and_nothing_is_applied(workspace: Workspace) -> None:
+def test_a_corrupt_gzip_makes_its_batch_wait_with_the_reason(workspace: Workspace) -> None:
+    # SPEC §4.1 (issue 12): it may still be arriving; it no longer fails the import.
     write(workspace, name("full", 1700000000000), [f"{vid(1)}\t1"])
     path = workspace.config.import_drop / (name("iter", 1700000001000) + ".gz")
     path.write_bytes(gzip.compress(f"{vid(2)}\t2\n".encode())[:-6])
-    with pytest.raises(InputError) as info:
-        apply(workspace)
-    assert info.value.code == "corrupt_gzip"
-    assert state(workspace) == set()
+    settled(path)
+    r = apply(workspace)
+    assert r.batches_applied == [name("full", 1700000000000)[: -len(".sync")]]
+    assert r.batches_waiting == 1
+    assert state(workspace) == {(vid(1), 1)}
     with workspace.session() as con:
-        assert con.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+        report = segments.batch_report(workspace.config, con)["data_sources"]["defaultDataSource"]
+    assert report["waiting"][0]["name"] == name("iter", 1700000001000)[: -len(".sync")]
+    assert "cannot be decompressed" in report["waiting"][0]["reason"]
+    # Once the file is whole, the batch applies.
+    path.write_bytes(gzip.compress(f"{vid(2)}\t2\n".encode()))
+    settled(path, age=3000)
+    assert len(apply(workspace).batches_applied) == 1
+    assert state(workspace) == {(vid(1), 1), (vid(2), 2)}
 
 
 def test_a_failure_while_applying_leaves_the_state_unchanged(workspace: Workspace, monkeypatch) -> None:

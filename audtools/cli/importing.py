@@ -54,7 +54,7 @@ def batches_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
 
     Example: audtools batches -w ws
     """
-    from audtools.importing.batches import batches
+    from audtools.importing.drop_status import batches
 
     data = batches(workspace)
 

@@ -70,7 +70,7 @@ def profiles_delete_cmd(ids: Path, workspace: Path, quiet: bool, verbose: bool, 
 
     Example: audtools profiles delete -w ws erase.csv
     """
-    from audtools.profiles.loading import delete_profiles
+    from audtools.profiles.deletion import delete_profiles
 
     data = delete_profiles(workspace, ids).to_json()
     emit(data, as_json, lambda: counts_text("Deleted profiles", data))

@@ -1,4 +1,4 @@
-"""AES-CBC of declared IDs, in batches, and the keys it needs (SPEC §2.1, §3, §5 step 4).
+"""AES-CBC of declared IDs, in batches (SPEC §3, §5 step 4).
 
 Values are encrypted with AES in CBC mode, a fixed IV per data source and PKCS7 padding, then
 written as standard padded base64 or lower-case hex. Whole columns go through the cipher at once:
@@ -11,7 +11,8 @@ written as standard padded base64 or lower-case hex. Whole columns go through th
   encrypted in one AES-ECB call.
 
 :func:`encrypt_one` and :func:`decrypt_one` are the plain one-value references the tests compare
-with.
+with. Ciphertexts become text (base64, hex) in :mod:`audtools.columns.ciphertexts`; keys are read
+by the workspace (:mod:`audtools.workspace.keys`): this module never sees a file or a variable.
 
 Example:
     >>> import pyarrow as pa
@@ -25,12 +26,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import os
 import re
-import stat
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
@@ -39,7 +37,16 @@ import pyarrow.compute as pc
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from audtools.columns.chunks import CHUNK_ROWS, as_mask, buffers, from_buffers, map_chunks
+from audtools.columns.chunks import CHUNK_ROWS, buffers, map_chunks
+from audtools.columns.ciphertexts import (
+    BLOCK,
+    as_buffer,
+    base64_by_blocks,
+    decode_base64,
+    decode_hex,
+    hex_by_blocks,
+    utf8_or_null,
+)
 from audtools.errors import AudtoolsError, KeyProblem
 
 __all__ = [
@@ -48,143 +55,19 @@ __all__ = [
     "decrypt_one",
     "encrypt",
     "encrypt_one",
-    "load_key",
     "parse_iv",
 ]
 
 Encoding = Literal["base64", "hex"]
 
-_BLOCK = 16
-_KEY_HEX_LENGTHS = (32, 48, 64)
 _HEX = re.compile(r"[0-9a-fA-F]*")
-# Canonical standard base64: whole quads of the 64 standard characters, '=' only as the last
-# one or two characters, and zero in the bits that the padding leaves over in the character
-# before it (otherwise several texts would decode to one ciphertext).
-_BASE64_CANONICAL = (
-    r"^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=|[A-Za-z0-9+/][AQgw]==)?$"
-)
-_HEX_BLOCKS = r"^(?:[0-9a-fA-F]{32})+$"
 # PKCS7 padding of p bytes, as UTF-8 strings (bytes 1..16 are ASCII control characters).
-_PADDINGS = pa.array([chr(p) * p for p in range(1, _BLOCK + 1)], pa.string())
-_PAD_CHARACTERS = "".join(chr(p) for p in range(1, _BLOCK + 1))
-_UTF8_SPLIT_BELOW = 512
+_PADDINGS = pa.array([chr(p) * p for p in range(1, BLOCK + 1)], pa.string())
+_PAD_CHARACTERS = "".join(chr(p) for p in range(1, BLOCK + 1))
 
 
 # ---------------------------------------------------------------------------------------------
-# Keys and IVs
-
-
-def load_key(*, key_env: str | None, key_file: str | Path | None, base_dir: Path) -> bytes:
-    """Read a data source's AES key, given as hex text (16, 24 or 32 bytes).
-
-    Exactly one of ``key_env`` and ``key_file`` is given. Surrounding whitespace is ignored. A
-    key file must be readable by its owner only. No message ever shows the key or a part of it.
-
-    Args:
-        key_env: the environment variable holding the key.
-        key_file: the file holding the key; relative paths are relative to ``base_dir``.
-        base_dir: the workspace folder.
-
-    Returns:
-        The key bytes.
-
-    Raises:
-        KeyProblem: ``missing_key`` when the variable is unset or empty or the file does not
-            exist; ``bad_key`` when the key is not hex of the right length, or the file is
-            readable by group or others, or cannot be read.
-        AudtoolsError: ``bad_config`` when both or neither of ``key_env`` and ``key_file`` are
-            given.
-    """
-    if (key_env is None) == (key_file is None):
-        raise AudtoolsError(
-            "Give exactly one of key_env and key_file for an encrypted data source.",
-            code="bad_config",
-        )
-    if key_env is not None:
-        raw = os.environ.get(key_env)
-        where = f"the environment variable {key_env}"
-        if raw is None or not raw.strip():
-            state = "is not set" if raw is None else "is empty"
-            raise KeyProblem(
-                f"The key is missing: {where} {state}. Set it to the key as hex text "
-                "(32, 48 or 64 hex digits).",
-                code="missing_key",
-                variable=key_env,
-            )
-        return _parse_key(raw, where, variable=key_env)
-    assert key_file is not None
-    path = Path(key_file)
-    if not path.is_absolute():
-        path = Path(base_dir) / path
-    where = f"the key file {path}"
-    try:
-        info = path.stat()
-    except FileNotFoundError:
-        raise KeyProblem(
-            f"The key is missing: {where} does not exist. Create it with the key as hex text "
-            f"and run `chmod 600 {path}`.",
-            code="missing_key",
-            file=str(path),
-        ) from None
-    except OSError as exc:
-        raise KeyProblem(
-            f"{_cap(where)} cannot be read ({exc.strerror}). Check the path and its rights.",
-            code="bad_key",
-            file=str(path),
-        ) from None
-    if not stat.S_ISREG(info.st_mode):
-        raise KeyProblem(
-            f"{_cap(where)} is not a regular file. Point key_file at the file holding the key.",
-            code="bad_key",
-            file=str(path),
-        )
-    if info.st_mode & 0o044:
-        raise KeyProblem(
-            f"{_cap(where)} is readable by group or others, so it is refused. Run "
-            f"`chmod 600 {path}` and try again.",
-            code="bad_key",
-            file=str(path),
-        )
-    try:
-        raw_bytes = path.read_bytes()
-    except OSError as exc:
-        raise KeyProblem(
-            f"{_cap(where)} cannot be read ({exc.strerror}). Check its owner and rights.",
-            code="bad_key",
-            file=str(path),
-        ) from None
-    try:
-        raw = raw_bytes.decode("ascii")
-    except UnicodeDecodeError:
-        raise KeyProblem(
-            f"{_cap(where)} does not hold hex text. Write the key as 32, 48 or 64 hex digits.",
-            code="bad_key",
-            file=str(path),
-        ) from None
-    return _parse_key(raw, where, file=str(path))
-
-
-def _cap(text: str) -> str:
-    return text[:1].upper() + text[1:]
-
-
-def _parse_key(raw: str, where: str, **details: str) -> bytes:
-    text = raw.strip()
-    if not _HEX.fullmatch(text):
-        raise KeyProblem(
-            f"The key in {where} is not hex text. Write it as 32, 48 or 64 hex digits "
-            "(a 128-, 192- or 256-bit AES key).",
-            code="bad_key",
-            **details,
-        )
-    if len(text) not in _KEY_HEX_LENGTHS:
-        raise KeyProblem(
-            f"The key in {where} has {len(text)} hex digits; an AES key has 32, 48 or 64 "
-            "(16, 24 or 32 bytes). Replace it with a key of one of these lengths.",
-            code="bad_key",
-            **details,
-        )
-    return bytes.fromhex(text)
+# IVs and checks
 
 
 def parse_iv(text: str) -> bytes:
@@ -199,7 +82,7 @@ def parse_iv(text: str) -> bytes:
     Raises:
         AudtoolsError: ``bad_config`` when the text is not 32 hex digits.
     """
-    if not isinstance(text, str) or len(text) != 2 * _BLOCK or not _HEX.fullmatch(text):
+    if not isinstance(text, str) or len(text) != 2 * BLOCK or not _HEX.fullmatch(text):
         raise AudtoolsError(
             "The iv must be 16 bytes written as 32 hex digits, such as "
             "'000102030405060708090a0b0c0d0e0f'. Fix the data source's iv.",
@@ -214,7 +97,7 @@ def _check(key: bytes, iv: bytes, encoding: str) -> None:
             f"An AES key has 16, 24 or 32 bytes, not {len(key)}. Check the data source's key.",
             code="bad_key",
         )
-    if len(iv) != _BLOCK:
+    if len(iv) != BLOCK:
         raise AudtoolsError(
             f"The iv must have 16 bytes, not {len(iv)}. Fix the data source's iv.",
             code="bad_config",
@@ -276,7 +159,7 @@ def decrypt_one(text: str, key: bytes, iv: bytes, encoding: Encoding = "base64")
                 return None
     except (ValueError, binascii.Error):
         return None
-    if not cipher or len(cipher) % _BLOCK:
+    if not cipher or len(cipher) % BLOCK:
         return None
     decryptor = Cipher(algorithms.AES(key), modes.CBC(iv)).decryptor()
     plain = decryptor.update(cipher) + decryptor.finalize()
@@ -323,11 +206,6 @@ def _scatter(n: int, where: np.ndarray, values: pa.Array) -> pa.StringArray:
     return values.take(pa.array(pos, mask=missing))
 
 
-def _view(arr: np.ndarray) -> memoryview:
-    """The bytes of an array, as a flat buffer for ``binascii`` and ``cryptography``."""
-    return np.ascontiguousarray(arr).view(np.uint8).reshape(-1).data
-
-
 def _per_thread(key: bytes, *, decrypt: bool) -> Callable[[], _Ecb]:
     """A function giving each thread its own :class:`_Ecb` (contexts and buffers are not
     shared between threads), made once per thread."""
@@ -353,11 +231,11 @@ class _Ecb:
     def __call__(self, blocks: np.ndarray) -> np.ndarray:
         """Run the cipher over whole blocks; the result lives until the next call."""
         size = blocks.nbytes
-        if len(self._out) < size + _BLOCK:
-            self._out = np.empty(size + _BLOCK, dtype=np.uint8)
+        if len(self._out) < size + BLOCK:
+            self._out = np.empty(size + BLOCK, dtype=np.uint8)
         if size == 0:
             return self._out[:0]
-        written = self._ctx.update_into(_view(blocks), self._out.data)
+        written = self._ctx.update_into(as_buffer(blocks), self._out.data)
         return self._out[:written]
 
 
@@ -395,11 +273,11 @@ def _encrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_words: np.ndarray, encoding: s
     if len(present) == 0:
         return pa.nulls(n, pa.string())
     lengths = pc.binary_length(present).to_numpy(zero_copy_only=False).astype(np.int64)
-    nblocks = lengths // _BLOCK + 1
+    nblocks = lengths // BLOCK + 1
     # Longest first, so that the values still going at block position k are the first ones.
     order = np.argsort(-nblocks, kind="stable")
     nblocks = nblocks[order]
-    pads = _PADDINGS.take(pa.array(nblocks * _BLOCK - lengths[order] - 1))
+    pads = _PADDINGS.take(pa.array(nblocks * BLOCK - lengths[order] - 1))
     padded = pc.binary_join_element_wise(present.take(pa.array(order)), pads, "")
     _, plain = buffers(padded)
     plain = plain.view(np.uint64).reshape(-1, 2)
@@ -416,44 +294,10 @@ def _encrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_words: np.ndarray, encoding: s
         previous[:count] = out
     cipher_bytes = cipher.view(np.uint8).reshape(-1)
     if encoding == "hex":
-        text = binascii.hexlify(_view(cipher_bytes))
-        out_offsets = np.zeros(len(nblocks) + 1, dtype=np.int64)
-        np.cumsum(nblocks * 2 * _BLOCK, out=out_offsets[1:])
-        encoded = from_buffers(out_offsets, text)
+        encoded = hex_by_blocks(cipher_bytes, nblocks)
     else:
-        encoded = _base64_by_blocks(cipher_bytes, nblocks)
+        encoded = base64_by_blocks(cipher_bytes, nblocks)
     return _scatter(n, where[order], encoded)
-
-
-def _base64_by_blocks(data: np.ndarray, nblocks: np.ndarray) -> pa.Array:
-    """Standard padded base64 of consecutive values of ``nblocks`` blocks each (grouped: equal
-    counts are adjacent)."""
-    lengths = nblocks * _BLOCK
-    out_lengths = 4 * ((lengths + 2) // 3)
-    pieces = []
-    starts = np.flatnonzero(np.r_[True, nblocks[1:] != nblocks[:-1]])
-    ends = np.r_[starts[1:], len(nblocks)]
-    byte_start = np.zeros(len(nblocks) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=byte_start[1:])
-    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
-        size = int(lengths[s])
-        rows = data[byte_start[s] : byte_start[e]].reshape(e - s, size)
-        spare = (-size) % 3
-        if spare:
-            # Zero bytes make each value a whole number of 3-byte groups, so that one call
-            # encodes them all; their characters then become the '=' padding.
-            wide = np.zeros((e - s, size + spare), dtype=np.uint8)
-            wide[:, :size] = rows
-            rows = wide
-        text = np.frombuffer(binascii.b2a_base64(_view(rows), newline=False), dtype=np.uint8)
-        text = text.reshape(e - s, -1)
-        if spare:
-            text = text.copy()
-            text[:, -spare:] = ord("=")
-        pieces.append(text.reshape(-1))
-    offsets = np.zeros(len(nblocks) + 1, dtype=np.int64)
-    np.cumsum(out_lengths, out=offsets[1:])
-    return from_buffers(offsets, np.concatenate(pieces))
 
 
 def decrypt(
@@ -487,114 +331,26 @@ def decrypt(
     ))
 
 
-def _decode_hex(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode the values that are hex of whole blocks (either case).
-
-    Returns:
-        Their positions, their ciphertexts one after the other, and their lengths.
-    """
-    ok = as_mask(pc.match_substring_regex(chunk, _HEX_BLOCKS))
-    where = np.flatnonzero(ok)
-    if len(where) == 0:
-        return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=np.int64)
-    offsets, text = buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
-    cipher = np.frombuffer(binascii.unhexlify(_view(text)), dtype=np.uint8)
-    return where, cipher, np.diff(offsets) // 2
-
-
-def _decode_base64(chunk: pa.Array) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Decode the values that are canonical standard padded base64 of whole blocks.
-
-    Canonical: whole quads of the 64 standard characters, '=' only as the last one or two
-    characters, and zero in the bits that the padding leaves over (otherwise several texts
-    would stand for one ciphertext).
-
-    Returns:
-        Their positions, their ciphertexts one after the other, and their lengths.
-    """
-    pad_chars = as_mask(pc.ends_with(chunk, "=")).astype(np.int64)
-    pad_chars += as_mask(pc.ends_with(chunk, "=="))
-    text_len = pc.binary_length(chunk).fill_null(0).to_numpy(zero_copy_only=False)
-    text_len = text_len.astype(np.int64)
-    cipher_len = 3 * (text_len // 4) - pad_chars
-    ok = (text_len % 4 == 0) & (cipher_len > 0) & (cipher_len % _BLOCK == 0)
-    ok &= chunk.is_valid().to_numpy(zero_copy_only=False)
-    # Usually every such value is clean base64 and one decoding settles all; when one is not,
-    # the chunk is checked value by value first.
-    decoded = _decode_whole_quads(chunk, ok, pad_chars)
-    if decoded is None:
-        ok &= as_mask(pc.match_substring_regex(chunk, _BASE64_CANONICAL))
-        decoded = _decode_whole_quads(chunk, ok, pad_chars)
-        assert decoded is not None, "values checked by the regex decode"
-    where, cipher, canonical = decoded
-    lengths = cipher_len[where]
-    if not canonical.all():
-        # Left-over bits set: drop those values and their blocks.
-        cipher = cipher.reshape(-1, _BLOCK)[np.repeat(canonical, lengths // _BLOCK)].reshape(-1)
-        where, lengths = where[canonical], lengths[canonical]
-    return where, cipher, lengths
-
-
-def _decode_whole_quads(
-    chunk: pa.Array, ok: np.ndarray, pad_chars: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """Decode the base64 values where ``ok`` (whole quads, whole blocks once decoded).
-
-    Returns:
-        Their positions, their ciphertexts one after the other and whether each is canonical;
-        None when some value holds a character outside the alphabet or an inner '='.
-    """
-    where = np.flatnonzero(ok)
-    if len(where) == 0:
-        return where, np.zeros(0, dtype=np.uint8), np.zeros(0, dtype=bool)
-    offsets, text = buffers(chunk.filter(ok) if len(where) < len(chunk) else chunk)
-    pads = pad_chars[where]
-    ends = offsets[1:]
-    # The padding read as 'A' (zero bits): every value is whole quads, so one call decodes
-    # them all; the one or two bytes that the padding stands for are then dropped.
-    text = text.copy()
-    text[ends[pads >= 1] - 1] = ord("A")
-    text[ends[pads == 2] - 2] = ord("A")
-    if (text == ord("=")).any():
-        return None
-    try:
-        decoded = np.frombuffer(binascii.a2b_base64(_view(text)), dtype=np.uint8)
-    except binascii.Error:
-        return None
-    # Characters outside the alphabet are skipped by the decoder, which shortens its output.
-    if len(decoded) != 3 * len(text) // 4:
-        return None
-    decoded_end = 3 * ends // 4
-    one, two = decoded_end[pads >= 1] - 1, decoded_end[pads == 2] - 2
-    canonical = np.ones(len(where), dtype=bool)
-    canonical[pads >= 1] &= decoded[one] == 0
-    canonical[pads == 2] &= decoded[two] == 0
-    keep = np.ones(len(decoded), dtype=bool)
-    keep[one] = False
-    keep[two] = False
-    return where, decoded[keep] if len(one) else decoded, canonical
-
-
 def _decrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_block: np.ndarray, encoding: str) -> pa.Array:
     n = len(chunk)
-    where, cipher, cipher_len = (_decode_hex if encoding == "hex" else _decode_base64)(chunk)
+    where, cipher, cipher_len = (decode_hex if encoding == "hex" else decode_base64)(chunk)
     if len(where) == 0:
         return pa.nulls(n, pa.string())
     m = len(where)
-    blocks = cipher.reshape(-1, _BLOCK)
-    nblocks = cipher_len // _BLOCK
+    blocks = cipher.reshape(-1, BLOCK)
+    nblocks = cipher_len // BLOCK
     first_block = np.zeros(m, dtype=np.int64)
     np.cumsum(nblocks[:-1], out=first_block[1:])
     last_block = first_block + nblocks - 1
     previous = np.empty_like(blocks)
     previous[1:] = blocks[:-1]
     previous[first_block] = iv_block
-    plain = ecb(blocks).reshape(-1, _BLOCK) ^ previous
+    plain = ecb(blocks).reshape(-1, BLOCK) ^ previous
     # PKCS7: the last byte p is 1 to 16 and the last p bytes all equal p.
     last = plain[last_block]
     pad = last[:, -1]
-    in_pad = np.arange(_BLOCK, dtype=np.uint8)[None, :] >= (_BLOCK - pad)[:, None]
-    good = (pad >= 1) & (pad <= _BLOCK) & np.all((last == pad[:, None]) | ~in_pad, axis=1)
+    in_pad = np.arange(BLOCK, dtype=np.uint8)[None, :] >= (BLOCK - pad)[:, None]
+    good = (pad >= 1) & (pad <= BLOCK) & np.all((last == pad[:, None]) | ~in_pad, axis=1)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(cipher_len, out=offsets[1:])
     padded = pa.Array.from_buffers(
@@ -607,7 +363,7 @@ def _decrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_block: np.ndarray, encoding: s
         ],
     )
     # Padding bytes are ASCII, so the padded text is UTF-8 exactly when the plaintext is.
-    text_values = _utf8_or_null(padded)
+    text_values = utf8_or_null(padded)
     return _scatter(n, where, _strip_padding(text_values, np.where(good, pad, 0)))
 
 
@@ -626,28 +382,3 @@ def _strip_padding(padded: pa.Array, pad: np.ndarray) -> pa.Array:
         for v, p in zip(padded.take(pa.array(where)).to_pylist(), pad[where].tolist(), strict=True)
     ]
     return pc.replace_with_mask(stripped, pa.array(wrong), pa.array(fixed, stripped.type))
-
-
-def _utf8_or_null(binary: pa.Array) -> pa.Array:
-    """The values as strings; null for those that are not valid UTF-8.
-
-    Arrow validates a whole array at once; when that fails, halves are tried until the bad
-    values are found, and small pieces are checked one value at a time.
-    """
-    target = pa.large_string() if pa.types.is_large_binary(binary.type) else pa.string()
-    try:
-        return binary.cast(target)
-    except pa.ArrowInvalid:
-        pass
-    if len(binary) <= _UTF8_SPLIT_BELOW:
-        out = []
-        for value in binary.to_pylist():
-            try:
-                out.append(None if value is None else value.decode("utf-8"))
-            except UnicodeDecodeError:
-                out.append(None)
-        return pa.array(out, target)
-    half = len(binary) // 2
-    return pa.concat_arrays(
-        [_utf8_or_null(binary.slice(0, half)), _utf8_or_null(binary.slice(half))]
-    )

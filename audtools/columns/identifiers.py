@@ -7,7 +7,7 @@ The phone fast path lives in :mod:`audtools.columns.phones`.
 
 Example:
     >>> import pyarrow as pa
-    >>> from audtools import ids
+    >>> from audtools.columns import identifiers as ids
     >>> ids.normalise(pa.array(["  John@Example.COM "]), "email", "US").to_pylist()
     ['john@example.com']
 """
@@ -61,8 +61,6 @@ Encryption = Literal["none", "aes-cbc"]
 ASCII_WHITESPACE = " \t\r\n\x0b\x0c"
 """What "trimmed" removes (SPEC §3): space, tab, CR, LF, VT, FF; no other Unicode space."""
 
-# Below this many values hashlib beats starting a DuckDB connection.
-_DUCKDB_SHA256_MIN = 4096
 
 
 # ---------------------------------------------------------------------------------------------
@@ -133,9 +131,10 @@ def normalise_email(arr: pa.Array | pa.ChunkedArray) -> pa.StringArray:
 
 
 def is_declared_id(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
-    """Whether each value may be a declared ID: non-empty, with no tab, newline or ``:``.
+    """Whether each value may be a declared ID (SPEC §3, AAM's DPUUID rules).
 
-    These are AAM's DPUUID rules (SPEC §3).
+    A declared ID is not empty and holds no tab, no line end (LF or CR), no ``:`` and not its
+    encoded form ``%3A`` in any case.
 
     Args:
         arr: strings; nulls give False.
@@ -147,8 +146,18 @@ def is_declared_id(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
     # One pass over the bytes (a regex per value costs several times more on millions).
     offsets, data = buffers(arr)
     ok = offsets[1:] > offsets[:-1]
-    bad = np.flatnonzero((data == 9) | (data == 10) | (data == 58))
-    if len(bad):
+    suspect = (data == 9) | (data == 10) | (data == 13) | (data == 58) | (data == 37)
+    hits = np.flatnonzero(suspect)
+    if len(hits):
+        # '%' is harmless unless '3A' or '3a' follows it inside the same value.
+        percent = hits[data[hits] == 37]
+        hits = hits[data[hits] != 37]
+        percent = percent[percent + 2 < len(data)]
+        encoded = percent[
+            (data[percent + 1] == ord("3")) & ((data[percent + 2] | 0x20) == ord("a"))
+        ]
+        value = np.searchsorted(offsets, encoded, side="right") - 1
+        bad = np.concatenate([hits, encoded[encoded + 3 <= offsets[value + 1]]])
         ok[np.searchsorted(offsets, bad, side="right") - 1] = False
     if arr.null_count:
         ok &= as_mask(arr.is_valid())
@@ -156,10 +165,12 @@ def is_declared_id(arr: pa.Array | pa.ChunkedArray) -> pa.BooleanArray:
 
 
 def sha256_hex(arr: pa.Array | pa.ChunkedArray) -> pa.StringArray:
-    """Lower-case hex SHA-256 of each value's UTF-8 bytes.
+    """Lower-case hex SHA-256 of each value's UTF-8 bytes, with ``hashlib``.
 
-    Large columns are hashed by DuckDB (in parallel, several million values a second); small
-    ones by ``hashlib``.
+    About a million short values a second of one core: ``hashlib`` keeps Python's lock for
+    inputs this short, so threads do not help. Where millions of values are hashed (the
+    derived-ID cache), the caller hashes in DuckDB's SQL instead (``sha256(column)``, the same
+    digests, on every core): this module stays free of any database.
 
     Args:
         arr: strings.
@@ -171,36 +182,8 @@ def sha256_hex(arr: pa.Array | pa.ChunkedArray) -> pa.StringArray:
         >>> sha256_hex(pa.array(["johndoe@example.com"]))[0].as_py()[:16]
         '55e79200c1635b37'
     """
-    arr = as_strings(arr)
-    if len(arr) < _DUCKDB_SHA256_MIN:
-        return _sha256_hashlib(arr)
-    import duckdb  # here, so that importing audtools.columns.identifiers stays light
-
-    from audtools.workspace.database import arrow
-
-    con = duckdb.connect(
-        config={
-            "autoinstall_known_extensions": False,
-            "autoload_known_extensions": False,
-            "preserve_insertion_order": True,  # the default, relied on: digests in input order
-        }
-    )
-    try:
-        table = pa.table({"v": arr})
-        con.register("_values", table)
-        out = arrow(con, "SELECT sha256(v) AS h FROM _values").column("h")
-    finally:
-        con.close()
-    out = as_strings(out)
-    if len(out) != len(arr):  # pragma: no cover - defensive
-        raise AudtoolsError("DuckDB returned the wrong number of SHA-256 digests.")
-    return out
-
-
-def _sha256_hashlib(arr: pa.Array) -> pa.StringArray:
-    """The reference: ``hashlib`` one value at a time."""
     sha = hashlib.sha256
-    binary = arr.cast(pa.binary())
+    binary = as_strings(arr).cast(pa.binary())
     return pa.array(
         [None if v is None else sha(v).hexdigest() for v in binary.to_pylist()], pa.string()
     )

@@ -130,96 +130,107 @@ def _first_digits(pattern: str | None) -> frozenset[str]:
     ``{m,n}`` and ``$`` (a safe answer: it only sends more values to the regex)."""
     if not pattern:
         return frozenset()
+    parser = _FirstDigits(pattern)
+    try:
+        first, nullable = parser.alternation()
+        if parser.pos != len(pattern):
+            raise _Unknown
+    except (_Unknown, ValueError, IndexError):
+        return _ALL_DIGITS
+    return _ALL_DIGITS if nullable else first
 
-    class Unknown(Exception):
-        pass
 
-    pos = 0
+class _Unknown(Exception):
+    """Syntax :func:`_first_digits` does not follow."""
 
-    def alternation() -> tuple[frozenset[str], bool]:
-        nonlocal pos
-        first, nullable = sequence()
-        while pos < len(pattern) and pattern[pos] == "|":
-            pos += 1
-            more, more_nullable = sequence()
+
+class _FirstDigits:
+    """A recursive-descent reading of a regex: each step returns the digits that can start its
+    match and whether it can match the empty string."""
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self.pos = 0
+
+    def alternation(self) -> tuple[frozenset[str], bool]:
+        first, nullable = self.sequence()
+        while self.pos < len(self.pattern) and self.pattern[self.pos] == "|":
+            self.pos += 1
+            more, more_nullable = self.sequence()
             first, nullable = first | more, nullable or more_nullable
         return first, nullable
 
-    def sequence() -> tuple[frozenset[str], bool]:
-        nonlocal pos
+    def sequence(self) -> tuple[frozenset[str], bool]:
         first: frozenset[str] = frozenset()
         nullable = True
-        while pos < len(pattern) and pattern[pos] not in "|)":
-            atom_first, atom_nullable = atom()
-            atom_nullable = quantifier() or atom_nullable
+        while self.pos < len(self.pattern) and self.pattern[self.pos] not in "|)":
+            atom_first, atom_nullable = self.atom()
+            atom_nullable = self.quantifier() or atom_nullable
             if nullable:
                 first |= atom_first
             nullable = nullable and atom_nullable
         return first, nullable
 
-    def atom() -> tuple[frozenset[str], bool]:
-        nonlocal pos
-        c = pattern[pos]
-        pos += 1
+    def atom(self) -> tuple[frozenset[str], bool]:
+        pattern = self.pattern
+        c = pattern[self.pos]
+        self.pos += 1
         if c.isdigit() and c.isascii():
             return frozenset(c), False
-        if c == "\\" and pattern[pos : pos + 1] == "d":
-            pos += 1
+        if c == "\\" and pattern[self.pos : self.pos + 1] == "d":
+            self.pos += 1
             return _ALL_DIGITS, False
         if c == "$":
             return frozenset(), True
         if c == "[":
-            end = pattern.index("]", pos)
-            body, pos = pattern[pos:end], end + 1
-            if not body or any(ch not in "0123456789-" for ch in body):
-                raise Unknown
-            digits = set()
-            i = 0
-            while i < len(body):
-                if i + 2 < len(body) and body[i + 1] == "-":
-                    digits |= {chr(d) for d in range(ord(body[i]), ord(body[i + 2]) + 1)}
-                    i += 3
-                else:
-                    digits.add(body[i])
-                    i += 1
-            return frozenset(digits) & _ALL_DIGITS, False
+            end = pattern.index("]", self.pos)
+            body, self.pos = pattern[self.pos : end], end + 1
+            return _class_digits(body), False
         if c == "(":
-            if pattern.startswith("?:", pos):
-                pos += 2
-            elif pattern[pos : pos + 1] == "?":
-                raise Unknown
-            inner = alternation()
-            if pattern[pos : pos + 1] != ")":
-                raise Unknown
-            pos += 1
+            if pattern.startswith("?:", self.pos):
+                self.pos += 2
+            elif pattern[self.pos : self.pos + 1] == "?":
+                raise _Unknown
+            inner = self.alternation()
+            if pattern[self.pos : self.pos + 1] != ")":
+                raise _Unknown
+            self.pos += 1
             return inner
-        raise Unknown
+        raise _Unknown
 
-    def quantifier() -> bool:
+    def quantifier(self) -> bool:
         """Skip a quantifier; True when it allows zero repetitions."""
-        nonlocal pos
+        pattern, pos = self.pattern, self.pos
         if pos < len(pattern) and pattern[pos] in "?*":
-            pos += 1
+            self.pos += 1
             return True
         if pos < len(pattern) and pattern[pos] == "+":
-            pos += 1
+            self.pos += 1
             return False
         if pos < len(pattern) and pattern[pos] == "{":
             end = pattern.index("}", pos)
             low = pattern[pos + 1 : end].split(",")[0]
-            pos = end + 1
+            self.pos = end + 1
             if not low.isdigit():
-                raise Unknown
+                raise _Unknown
             return int(low) == 0
         return False
 
-    try:
-        first, nullable = alternation()
-        if pos != len(pattern):
-            raise Unknown
-    except (Unknown, ValueError, IndexError):
-        return _ALL_DIGITS
-    return _ALL_DIGITS if nullable else first
+
+def _class_digits(body: str) -> frozenset[str]:
+    """The digits of a character class's body (``0-9``, ``2-57``); _Unknown for anything else."""
+    if not body or any(ch not in "0123456789-" for ch in body):
+        raise _Unknown
+    digits = set()
+    i = 0
+    while i < len(body):
+        if i + 2 < len(body) and body[i + 1] == "-":
+            digits |= {chr(d) for d in range(ord(body[i]), ord(body[i + 2]) + 1)}
+            i += 3
+        else:
+            digits.add(body[i])
+            i += 1
+    return frozenset(digits) & _ALL_DIGITS
 
 
 @dataclass(frozen=True)

@@ -97,9 +97,9 @@ def _refusals(
         )
     key = None
     if source.encrypted:
-        from audtools.columns import aes as crypto
+        from audtools.workspace.keys import load_key
 
-        key = crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
+        key = load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
     return _Plan(source, shared, created, condition, key)
 
 

@@ -19,10 +19,11 @@ import hashlib
 import os
 import queue
 import threading
+import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import pyarrow as pa
@@ -100,33 +101,79 @@ class _HashingFile:
         return data
 
 
-def _content_blocks(path: PathLike, size: int, digest: Any = None) -> Iterator[bytes]:
+Opener = Callable[[], BinaryIO]
+
+
+def _zip_member(stored: Any, name: str) -> zipfile.ZipInfo:
+    """The one file of a ``.sync.zip`` (``__MACOSX/`` entries ignored), stored or deflated."""
+    try:
+        archive = zipfile.ZipFile(stored)
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise _corrupt(name, exc) from exc
+    members = [
+        i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
+    ]
+    if len(members) != 1:
+        raise _corrupt(name, f"it holds {len(members)} files, not one")
+    member = members[0]
+    if member.flag_bits & 0x1:
+        raise _corrupt(name, "it is encrypted")
+    if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise _corrupt(name, "it is neither stored nor deflated")
+    return member
+
+
+def _decompressed(stored: Any, raw: Any, name: str, size: int) -> Iterator[bytes]:
+    """The blocks of a ``.gz`` or ``.zip`` file's content."""
+    lower = name.lower()
+    if lower.endswith(".zip"):
+        member = _zip_member(stored, name)
+        try:
+            with zipfile.ZipFile(stored) as archive, archive.open(member) as f:
+                while block := f.read(size):
+                    yield block
+        except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
+            raise _corrupt(name, exc) from exc
+        return
+    try:
+        with gzip.GzipFile(fileobj=raw, mode="rb") as f:
+            while block := f.read(size):
+                yield block
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise _corrupt(name, exc) from exc
+
+
+def _content_blocks(
+    path: PathLike, size: int, digest: Any = None, opener: Opener | None = None
+) -> Iterator[bytes]:
     """Yield the uncompressed content of a batch file in blocks of about ``size`` bytes.
 
     With ``digest`` (a ``hashlib`` object), every byte of the file as stored is fed to it as it is
-    read, so that once the blocks are exhausted it holds the checksum of the whole file.
+    read, so that once the blocks are exhausted it holds the checksum of the whole file. With
+    ``opener``, the file is opened by it (a drop's ``open``, which never follows a link).
 
     Raises:
-        InputError: ``corrupt_gzip`` for a ``.gz`` that cannot be decompressed, ``bad_input``
-            for a file that cannot be read.
+        InputError: ``corrupt_gzip`` for a ``.gz`` or ``.zip`` that cannot be decompressed,
+            ``bad_input`` for a file that cannot be read.
     """
     name = os.path.basename(os.fspath(path))
+    lower = name.lower()
     try:
-        with open(path, "rb") as stored:
+        with opener() if opener is not None else open(path, "rb") as stored:
             raw: Any = stored if digest is None else _HashingFile(stored, digest)
-            if not name.lower().endswith(".gz"):
+            if not lower.endswith((".gz", ".zip")):
                 while block := raw.read(size):
                     yield block
                 return
             if os.fstat(stored.fileno()).st_size == 0:
                 raise _corrupt(name, "the file is empty")
-            try:
-                with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-                    while block := f.read(size):
-                        yield block
-            except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-                raise _corrupt(name, exc) from exc
-            if digest is not None:
+            if lower.endswith(".zip") and digest is not None:
+                # A zip is read from its end: the checksum is taken in one pass first.
+                while raw.read(1 << 20):
+                    pass
+                stored.seek(0)
+            yield from _decompressed(stored, raw, name, size)
+            if digest is not None and not lower.endswith(".zip"):
                 while raw.read(1 << 20):  # whatever gzip left unread still counts
                     pass
     except InputError:
@@ -138,11 +185,13 @@ def _content_blocks(path: PathLike, size: int, digest: Any = None) -> Iterator[b
         ) from exc
 
 
-def _line_blocks(path: PathLike, size: int, digest: Any = None) -> Iterator[bytes]:
+def _line_blocks(
+    path: PathLike, size: int, digest: Any = None, opener: Opener | None = None
+) -> Iterator[bytes]:
     """Yield the content in blocks of whole lines (the last may lack its newline), BOM dropped."""
     pending: list[bytes] = []
     first = True
-    for block in _content_blocks(path, size, digest):
+    for block in _content_blocks(path, size, digest, opener):
         cut = block.rfind(b"\n") + 1
         if cut == 0:
             pending.append(block)
@@ -245,6 +294,7 @@ class OutboundReader:
         lowercase_ids: bool = False,
         chunk_bytes: int = 32 * 2**20,
         md5: bool = False,
+        opener: Opener | None = None,
     ) -> None:
         if id_rule not in ("visitor_id", "declared_id"):
             raise ValueError(f"id_rule must be 'visitor_id' or 'declared_id', not {id_rule!r}")
@@ -261,6 +311,8 @@ class OutboundReader:
         self._simple = True
         self._want_md5 = md5
         self.md5: str | None = None
+        self._opener = opener
+        self.last_line_open = False
 
     def __iter__(self) -> Iterator[RowChunk]:
         """Read the file from the start, yielding its chunks in line order."""
@@ -271,9 +323,10 @@ class OutboundReader:
         pairs: list[pa.Table] = []
         rejects: list[pa.Table] = []
         rows = size = 0
-        blocks = _line_blocks(self.path, min(self.chunk_bytes, _PARSE_BYTES), digest)
+        self.last_line_open = False
+        blocks = _line_blocks(self.path, min(self.chunk_bytes, _PARSE_BYTES), digest, self._opener)
 
-        def parse(data: bytes) -> tuple[Parsed, int]:
+        def parse(data: bytes) -> tuple[Parsed, int, bool]:
             if len(data) >= 2**31 - 1:
                 raise InputError(
                     f"{self.name} has a line of more than 2 GiB. Check that it is an outbound "
@@ -281,12 +334,12 @@ class OutboundReader:
                     code="bad_input",
                     file=self.name,
                 )
-            return parse_block(data, self.id_rule, self.lowercase_ids, simple=self._simple), len(
-                data
-            )
+            parsed = parse_block(data, self.id_rule, self.lowercase_ids, simple=self._simple)
+            return parsed, len(data), not data.endswith(b"\n")
 
         # Blocks are parsed side by side on the machine's cores, and used in line order.
-        for parsed, data_size in imap_chunks(parse, _read_ahead(blocks)):
+        for parsed, data_size, open_end in imap_chunks(parse, _read_ahead(blocks)):
+            self.last_line_open = open_end
             first_line = lines_before + 1
             pairs.append(
                 pa.table(

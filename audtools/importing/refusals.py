@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import duckdb
 
-from audtools.columns import aes as crypto
 from audtools.config import DataSource
 from audtools.errors import RefusedError
 from audtools.formats.catalog import SharedAudience
 from audtools.shared_audiences import find_shared_audience
 from audtools.workspace import Workspace
+from audtools.workspace.keys import load_key
 from audtools.workspace.operators import check_operator
 
 
@@ -85,7 +85,7 @@ def check_refusals(
     _check_label(con, label, shared, source)
     key = None
     if source.encrypted:
-        key = crypto.load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
+        key = load_key(key_env=source.key_env, key_file=source.key_file, base_dir=cfg.root)
     file_audience = source.encrypted and source.channel in ("email", "sms") and not force_reconciliation
     return ImportPlan(source, shared, key, file_audience)
 

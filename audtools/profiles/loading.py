@@ -1,10 +1,11 @@
-"""Profiles and their visitor IDs: load them from CSV or Parquet, and delete them on request.
+"""Profiles and their visitor IDs: load them from CSV or Parquet.
 
 :func:`load_profiles` reads a file with a ``profile_id`` column and any others and merges it into
 the ``profiles`` table by ``profile_id`` (or replaces the table with ``replace=True``);
-:func:`load_visitors` adds ``profile_id,visitor_id`` rows; :func:`delete_profiles` erases profiles
-with everything that names them. Each call is one transaction under the workspace lock, and every
-step is a bulk DuckDB statement over the whole file, so millions of rows load in seconds.
+:func:`load_visitors` adds ``profile_id,visitor_id`` rows (checked by
+:mod:`audtools.profiles.visitors`). Erasing profiles is :mod:`audtools.profiles.deletion`. Each
+call is one transaction under the workspace lock, and every step is a bulk DuckDB statement over
+the whole file, so millions of rows load in seconds.
 
 Files are read and typed by :mod:`audtools.profiles.files` (SPEC §7, its docstring says how):
 ``profile_id``, ``email``, ``mobile_phone`` and every data source's ``reconciliation_key`` column
@@ -14,10 +15,7 @@ existing column of another type widens the column.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,36 +25,23 @@ import duckdb
 from audtools.columns.identifiers import ASCII_WHITESPACE
 from audtools.errors import InputError
 from audtools.profiles.files import FileKind, Staged, cast, stage, widen
+from audtools.profiles.tables import PathLike, WorkspaceArg, count, dropping, profile_columns
+from audtools.profiles.visitors import VISITORS, add_visitors
 from audtools.workspace import Workspace, as_workspace
 from audtools.workspace import database as store
 from audtools.workspace.database import sql_identifier
 
-__all__ = [
-    "ProfileDelete",
-    "ProfileLoad",
-    "delete_profiles",
-    "load_profiles",
-    "load_visitors",
-    "profile_columns",
-]
+__all__ = ["ProfileLoad", "load_profiles", "load_visitors", "profile_columns"]
 
 log = logging.getLogger("audtools")
-
-PathLike = str | os.PathLike[str]
-WorkspaceArg = PathLike | Workspace
 
 #: Columns that are always text, whatever their values look like.
 TEXT_COLUMNS = ("profile_id", "email", "mobile_phone")
 
-_VISITOR_ID = "[0-9]{38}"  # RE2: ASCII digits only, as SPEC §3 requires
 # SPEC §3 whitespace, as a DuckDB expression: chr(32) || chr(9) || ...
 _ASCII_SPACE = " || ".join(f"chr({ord(c)})" for c in ASCII_WHITESPACE)
 
 _PROFILES = FileKind("_audtools_profiles_in", ("profile_id",), "bad_profiles", "profiles", False)
-_VISITORS = FileKind(
-    "_audtools_visitors_in", ("profile_id", "visitor_id"), "bad_visitors", "visitors", True
-)
-_IDS = FileKind("_audtools_delete_in", ("profile_id",), "bad_profiles", "profile IDs", True)
 
 
 @dataclass(frozen=True)
@@ -90,27 +75,6 @@ class ProfileLoad:
         data = asdict(self)
         data["columns"] = list(self.columns)
         return data
-
-
-@dataclass(frozen=True)
-class ProfileDelete:
-    """What :func:`delete_profiles` did.
-
-    Attributes:
-        ids_read: data rows of the IDs file.
-        profiles_deleted: profile rows removed.
-        visitors_deleted: visitor-ID rows removed.
-        memberships_deleted: audience-membership rows removed.
-    """
-
-    ids_read: int = 0
-    profiles_deleted: int = 0
-    visitors_deleted: int = 0
-    memberships_deleted: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The object ``audtools profiles delete --json`` prints."""
-        return asdict(self)
 
 
 # -- public API -----------------------------------------------------------------------------------
@@ -163,20 +127,20 @@ def load_profiles(
     text = _text_columns(ws)
     with (
         ws.session(purpose="profiles load") as con,
-        _dropping(con, _PROFILES.table, _VISITORS.table),
+        dropping(con, _PROFILES.table, VISITORS.table),
     ):
         staged = stage(con, Path(profiles), _PROFILES, delimiter, encoding, text)
         _check_profile_ids(con, staged)
         staged_visitors = None
         if visitors is not None:
-            staged_visitors = stage(con, Path(visitors), _VISITORS, delimiter, encoding)
+            staged_visitors = stage(con, Path(visitors), VISITORS, delimiter, encoding)
         with store.transaction(con):
             inserted, updated = _merge_profiles(con, staged, replace=replace)
             _invalidate_derived_ids(con)
             v_read = v_added = v_rejected = 0
             if staged_visitors is not None:
-                v_read, v_added, v_rejected = _add_visitors(con, staged_visitors)
-            total = _count(con, "SELECT count(*) FROM profiles")
+                v_read, v_added, v_rejected = add_visitors(con, staged_visitors)
+            total = count(con, "SELECT count(*) FROM profiles")
             columns = list(profile_columns(con))
     result = ProfileLoad(
         profiles_read=staged.rows,
@@ -227,11 +191,11 @@ def load_visitors(
         WorkspaceBusy: when another process holds the workspace past ``lock_timeout``.
     """
     ws = as_workspace(workspace)
-    with ws.session(purpose="profiles load") as con, _dropping(con, _VISITORS.table):
-        staged = stage(con, Path(visitors), _VISITORS, delimiter, encoding)
+    with ws.session(purpose="profiles load") as con, dropping(con, VISITORS.table):
+        staged = stage(con, Path(visitors), VISITORS, delimiter, encoding)
         with store.transaction(con):
-            v_read, v_added, v_rejected = _add_visitors(con, staged)
-            total = _count(con, "SELECT count(*) FROM profiles")
+            v_read, v_added, v_rejected = add_visitors(con, staged)
+            total = count(con, "SELECT count(*) FROM profiles")
             columns = list(profile_columns(con))
     return ProfileLoad(
         profiles_total=total,
@@ -240,78 +204,6 @@ def load_visitors(
         visitors_added=v_added,
         visitors_rejected=v_rejected,
     )
-
-
-def delete_profiles(workspace: WorkspaceArg, ids: PathLike) -> ProfileDelete:
-    """Erase profiles: their rows, visitor IDs, audience memberships and cached derived IDs.
-
-    Everything happens in one transaction. IDs that match no profile are ignored (compare
-    ``profiles_deleted`` with ``ids_read``); empty IDs match nothing.
-
-    Args:
-        workspace: the workspace folder or a :class:`~audtools.workspace.Workspace`.
-        ids: a CSV (or Parquet) file with a ``profile_id`` column (other columns are ignored).
-
-    Returns:
-        The counts, as :class:`ProfileDelete`.
-
-    Raises:
-        InputError: ``bad_input`` for an unreadable file, ``bad_profiles`` without a
-            ``profile_id`` column.
-        WorkspaceBusy: when another process holds the workspace past ``lock_timeout``.
-
-    Example:
-        >>> delete_profiles("ws", "erase.csv").profiles_deleted  # doctest: +SKIP
-        2
-    """
-    ws = as_workspace(workspace)
-    with (
-        ws.session(purpose="profiles delete") as con,
-        _dropping(con, _IDS.table, "_audtools_delete_ids"),
-    ):
-        staged = stage(con, Path(ids), _IDS, None, None)
-        pid = staged.column("profile_id")
-        with store.transaction(con):
-            con.execute(
-                f"CREATE TEMP TABLE _audtools_delete_ids AS SELECT DISTINCT {pid} AS profile_id "
-                f"FROM {staged.table} WHERE {pid} IS NOT NULL"
-            )
-            where = "WHERE profile_id IN (SELECT profile_id FROM _audtools_delete_ids)"
-            memberships = _count(con, f"DELETE FROM audience_members {where}")
-            visitors = _count(con, f"DELETE FROM visitors {where}")
-            con.execute(f"DELETE FROM derived_ids {where}")
-            deleted = _count(con, f"DELETE FROM profiles {where}")
-    result = ProfileDelete(
-        ids_read=staged.rows,
-        profiles_deleted=deleted,
-        visitors_deleted=visitors,
-        memberships_deleted=memberships,
-    )
-    log.info(
-        "deleted %d profiles (%d IDs read), %d visitor IDs, %d audience memberships",
-        deleted,
-        staged.rows,
-        visitors,
-        memberships,
-    )
-    return result
-
-
-def profile_columns(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
-    """The columns of the ``profiles`` table, in order, with their DuckDB types.
-
-    Args:
-        con: an open connection to the workspace database.
-
-    Returns:
-        ``{name: type}``, e.g. ``{"profile_id": "VARCHAR", "age": "BIGINT"}``.
-    """
-    rows = con.execute(
-        "SELECT column_name, data_type FROM duckdb_columns() "
-        "WHERE database_name = current_database() AND schema_name = 'main' "
-        "AND table_name = 'profiles' ORDER BY column_index"
-    ).fetchall()
-    return {str(name): str(kind) for name, kind in rows}
 
 
 # -- writing --------------------------------------------------------------------------------------
@@ -375,34 +267,48 @@ def _merge_profiles(
 ) -> tuple[int, int]:
     """Merge (or replace) the staged profiles; returns (inserted, updated)."""
     pid = staged.column("profile_id")
-    updated = _count(
+    updated = count(
         con,
         f"SELECT count(*) FROM {staged.table} WHERE {pid} IN "
         "(SELECT profile_id FROM profiles WHERE profile_id IS NOT NULL)",
     )
-    inserted = staged.rows - updated
     others = [i for i, n in enumerate(staged.names) if n.lower() != "profile_id"]
-
     if replace:
-        selects = [f"{pid} AS profile_id"]
-        for i in others:
-            kind = staged.types[i] or "VARCHAR"
-            selects.append(f"{cast(f'c{i}', kind, staged)} AS {sql_identifier(staged.names[i])}")
-        con.execute(
-            f"CREATE OR REPLACE TABLE profiles AS SELECT {', '.join(selects)} FROM {staged.table}"
-        )
-        dropped = _count(
-            con,
-            "DELETE FROM visitors WHERE profile_id IS NULL OR profile_id NOT IN "
-            "(SELECT profile_id FROM profiles WHERE profile_id IS NOT NULL)",
-        )
-        if dropped:
-            log.info("dropped %d visitor IDs of profiles that no longer exist", dropped)
-        return inserted, updated
+        _replace_profiles(con, staged, others)
+    else:
+        _merge_into_profiles(con, staged, _target_columns(con, staged, others))
+    return staged.rows - updated, updated
 
+
+def _replace_profiles(con: duckdb.DuckDBPyConnection, staged: Staged, others: list[int]) -> None:
+    """The profiles table becomes the staged file; visitor IDs of vanished profiles go."""
+    selects = [f"{staged.column('profile_id')} AS profile_id"]
+    for i in others:
+        kind = staged.types[i] or "VARCHAR"
+        selects.append(f"{cast(f'c{i}', kind, staged)} AS {sql_identifier(staged.names[i])}")
+    con.execute(
+        f"CREATE OR REPLACE TABLE profiles AS SELECT {', '.join(selects)} FROM {staged.table}"
+    )
+    dropped = count(
+        con,
+        "DELETE FROM visitors WHERE profile_id IS NULL OR profile_id NOT IN "
+        "(SELECT profile_id FROM profiles WHERE profile_id IS NOT NULL)",
+    )
+    if dropped:
+        log.info("dropped %d visitor IDs of profiles that no longer exist", dropped)
+
+
+def _target_columns(
+    con: duckdb.DuckDBPyConnection, staged: Staged, others: list[int]
+) -> list[tuple[str, str]]:
+    """Add the file's new columns and widen those whose type changes.
+
+    Returns:
+        ``(table column, value expression)`` for each staged column but ``profile_id``.
+    """
     existing = profile_columns(con)
     by_lower = {name.lower(): name for name in existing}
-    targets: list[tuple[str, str]] = []  # (table column, value expression)
+    targets: list[tuple[str, str]] = []
     for i in others:
         name = staged.names[i]
         found = by_lower.get(name.lower())
@@ -425,7 +331,14 @@ def _merge_profiles(
                     staged.path.name,
                 )
         targets.append((column, cast(f"c{i}", kind, staged)))
+    return targets
 
+
+def _merge_into_profiles(
+    con: duckdb.DuckDBPyConnection, staged: Staged, targets: list[tuple[str, str]]
+) -> None:
+    """Update the profiles of the file with its values and insert the new ones (one MERGE)."""
+    pid = staged.column("profile_id")
     source = ", ".join([f"{pid} AS profile_id"] + [f"{e} AS {sql_identifier(c)}" for c, e in targets])
     matched = ""
     if targets:
@@ -438,7 +351,6 @@ def _merge_profiles(
         f"ON p.profile_id = s.profile_id {matched}"
         f"WHEN NOT MATCHED THEN INSERT ({columns}) VALUES ({values})"
     )
-    return inserted, updated
 
 
 def _invalidate_derived_ids(con: duckdb.DuckDBPyConnection) -> None:
@@ -447,66 +359,8 @@ def _invalidate_derived_ids(con: duckdb.DuckDBPyConnection) -> None:
     con.execute("DELETE FROM derived_state")
 
 
-def _add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, int, int]:
-    """Add the staged visitor rows; returns (read, added, rejected)."""
-    pid, vid, table = staged.column("profile_id"), staged.column("visitor_id"), staged.table
-    good = f"coalesce(regexp_full_match({vid}, '{_VISITOR_ID}'), false)"
-    known = f"EXISTS (SELECT 1 FROM profiles AS p WHERE p.profile_id = {table}.{pid})"
-    row = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE NOT {good}), "
-        f"count(*) FILTER (WHERE {good} AND NOT {known}) FROM {table}"
-    ).fetchone()
-    assert row is not None
-    read, bad_ids, unknown = (int(v) for v in row)
-    added = _count(
-        con,
-        f"INSERT INTO visitors (profile_id, visitor_id) "
-        f"SELECT n.profile_id, n.visitor_id FROM ("
-        f"SELECT DISTINCT {pid} AS profile_id, {vid} AS visitor_id FROM {table} "
-        f"WHERE {good} AND {known}) AS n "
-        "WHERE NOT EXISTS (SELECT 1 FROM visitors AS v "
-        "WHERE v.profile_id = n.profile_id AND v.visitor_id = n.visitor_id)",
-    )
-    if added:
-        # Recorded for the import: when no visitor ID belongs to two profiles, the count of
-        # matched members needs no DISTINCT (deleting rows later keeps it true).
-        con.execute(f"DELETE FROM meta WHERE key = '{store.VISITOR_IDS_UNIQUE}'")
-        con.execute(
-            f"INSERT INTO meta SELECT '{store.VISITOR_IDS_UNIQUE}', "
-            "(count(*) = count(DISTINCT visitor_id))::VARCHAR FROM visitors"
-        )
-    rejected = bad_ids + unknown
-    log.info(
-        "visitors from %s: %d read, %d added, %d rejected (%d not 38 digits, %d unknown profile)",
-        staged.path.name,
-        read,
-        added,
-        rejected,
-        bad_ids,
-        unknown,
-    )
-    return read, added, rejected
-
-
-# -- helpers --------------------------------------------------------------------------------------
-
-
 def _text_columns(ws: Workspace) -> set[str]:
     keys = {s.reconciliation_key for s in ws.config.data_sources.values() if s.reconciliation_key}
     return {name.strip().lower() for name in (*TEXT_COLUMNS, *keys)}
 
 
-def _count(con: duckdb.DuckDBPyConnection, sql: str) -> int:
-    row = con.execute(sql).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-@contextlib.contextmanager
-def _dropping(con: duckdb.DuckDBPyConnection, *tables: str) -> Iterator[None]:
-    """Drop the temporary tables when the block ends (the connection may be kept by a caller)."""
-    try:
-        yield
-    finally:
-        for table in tables:
-            with contextlib.suppress(duckdb.Error):
-                con.execute(f"DROP TABLE IF EXISTS temp.{table}")

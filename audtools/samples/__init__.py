@@ -29,6 +29,7 @@ import json
 import logging
 import os
 import random
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -290,9 +291,16 @@ def _json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
+# Sample files look like a delivery that finished an hour ago, so that they have settled
+# (settle_seconds) and import at once.
+_SAMPLE_AGE_SECONDS = 3600
+
+
 def _write_bytes(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    past = time.time() - _SAMPLE_AGE_SECONDS
+    os.utime(path, (past, past))
     return path
 
 

@@ -83,8 +83,9 @@ def e164(value: str, region: str) -> str | None:
 
 
 def declared_ok(value: str) -> bool:
-    """Whether ``value`` may be a declared ID: not empty, without tab, newline, CR or ``:``."""
-    return bool(value) and not any(c in value for c in "\t\n\r:")
+    """Whether ``value`` may be a declared ID (SPEC §3): not empty, without tab, line end (LF,
+    CR), ``:`` or ``%3A`` in any case."""
+    return bool(value) and not any(part in value for part in ("\t", "\n", "\r", ":", "%3A", "%3a"))
 
 
 def sha256(value: str) -> str:

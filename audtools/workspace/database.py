@@ -70,6 +70,13 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE derived_state ADD COLUMN unique_keys BOOLEAN;
     """,
+    # Why a batch failed its checks while being applied (md5, line counts, a compressed part
+    # that cannot be read), for the files as they were then (fingerprint: names, sizes, times):
+    # `audtools batches` shows the reason, and the files are read again only once they change.
+    """
+    CREATE TABLE IF NOT EXISTS batch_waits (
+        data_source VARCHAR, root VARCHAR, fingerprint VARCHAR, reason VARCHAR, run_id VARCHAR);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

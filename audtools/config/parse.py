@@ -1,29 +1,14 @@
-"""``audtools.toml`` → typed, validated dataclasses.
-
-:func:`load_config` reads the workspace's configuration and reports every problem at once in one
-:class:`~audtools.errors.ConfigError`, each naming the entry, the field and what is allowed. Keys
-are never read here: a data source only names where its key lives (``key_env`` or ``key_file``),
-and :mod:`audtools.columns.aes` reads it when the data source is used.
-"""
+"""Validation of a parsed ``audtools.toml``: every problem found at once (SPEC §2.1)."""
 
 from __future__ import annotations
 
 import re
-import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
-from audtools.errors import ConfigError, RefusedError
-
-CONFIG_NAME = "audtools.toml"
-
-Reconciliation = Literal["visitor_id", "declared_id"]
-HashMode = Literal["none", "sha256"]
-Encryption = Literal["none", "aes-cbc"]
-Encoding = Literal["base64", "hex"]
-Channel = Literal["email", "sms", "other"]
-Login = Literal["ims", "native"]
+from audtools.config.model import CONFIG_NAME, DataSource, Operator, WorkspaceConfig
+from audtools.config.templates import DEFAULT_TEMPLATE, TemplateError, compile_template
+from audtools.errors import ConfigError
 
 _WORKSPACE_KEYS = {
     "database",
@@ -32,6 +17,19 @@ _WORKSPACE_KEYS = {
     "default_operator",
     "default_region",
     "lock_timeout",
+    "settle_seconds",
+    "max_rejects_kept",
+    "max_line_bytes",
+    "max_uncompressed_bytes",
+    "max_compression_ratio",
+}
+# [workspace] numbers: default, smallest allowed, whether a fraction is allowed.
+_WORKSPACE_NUMBERS: dict[str, tuple[float, float, bool]] = {
+    "settle_seconds": (120, 0, True),
+    "max_rejects_kept": (100_000, 0, False),
+    "max_line_bytes": (8_388_608, 1, False),
+    "max_uncompressed_bytes": (53_687_091_200, 1, False),
+    "max_compression_ratio": (200, 1, True),
 }
 _OPERATOR_KEYS = {"name", "login"}
 _SOURCE_KEYS = {
@@ -48,6 +46,11 @@ _SOURCE_KEYS = {
     "key_file",
     "iv",
     "encoding",
+    "outbound_name",
+    "outbound_timestamp",
+    "outbound_header_rows",
+    "outbound_separator",
+    "outbound_info",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "reconciliation": ("visitor_id", "declared_id"),
@@ -56,135 +59,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "encoding": ("base64", "hex"),
     "channel": ("email", "sms", "other"),
     "login": ("ims", "native"),
+    "outbound_separator": (",", ";", "|", " "),
+    "outbound_info": ("optional", "required"),
 }
-
-
-@dataclass(frozen=True)
-class Operator:
-    """A Campaign operator: only ``login = "ims"`` operators may share audiences."""
-
-    name: str
-    login: Login = "ims"
-
-
-@dataclass(frozen=True)
-class DataSource:
-    """A shared data source: the AAM data source (``dpid``) and how its IDs reconcile.
-
-    ``reconciliation = "visitor_id"`` matches IDs with profiles' visitor IDs;
-    ``"declared_id"`` matches them with the declared ID derived from ``reconciliation_key``.
-    """
-
-    id: str
-    label: str
-    dpid: int
-    destination_id: int | None
-    reconciliation: Reconciliation
-    reconciliation_key: str | None = None
-    hash: HashMode = "none"
-    channel: Channel = "other"
-    encryption: Encryption = "none"
-    key_env: str | None = None
-    key_file: str | None = None
-    iv: bytes | None = None
-    encoding: Encoding = "base64"
-
-    @property
-    def encrypted(self) -> bool:
-        """Whether the IDs of this data source are AES-encrypted."""
-        return self.encryption != "none"
-
-    @property
-    def lowercase_ids(self) -> bool:
-        """Whether IDs read from files are lower-cased (hashed IDs and hex ciphertexts)."""
-        return self.hash == "sha256" or (self.encrypted and self.encoding == "hex")
-
-    def fingerprint(self) -> str:
-        """A text that changes whenever the way declared IDs are derived changes (no key in it)."""
-        parts = [
-            self.reconciliation,
-            self.reconciliation_key or "",
-            self.hash,
-            self.channel,
-            self.encryption,
-            self.key_env or "",
-            self.key_file or "",
-            self.iv.hex() if self.iv else "",
-            self.encoding,
-        ]
-        return "|".join(parts)
-
-
-@dataclass(frozen=True)
-class WorkspaceConfig:
-    """The validated content of ``audtools.toml``, with paths made absolute."""
-
-    root: Path
-    database: Path
-    import_drop: Path
-    export_drop: Path
-    default_operator: str = "analyst"
-    default_region: str = "US"
-    lock_timeout: float = 60.0
-    operators: dict[str, Operator] = field(default_factory=dict)
-    data_sources: dict[str, DataSource] = field(default_factory=dict)
-
-    @property
-    def path(self) -> Path:
-        """The configuration file."""
-        return self.root / CONFIG_NAME
-
-    def data_source(self, source_id: str) -> DataSource:
-        """The data source whose ``id`` is ``source_id``.
-
-        Raises:
-            RefusedError: ``unknown_data_source`` when ``audtools.toml`` configures none.
-        """
-        source = self.data_sources.get(source_id)
-        if source is None:
-            known = ", ".join(self.data_sources) or "none"
-            raise RefusedError(
-                f"Unknown data source {source_id!r} (configured: {known}); see audtools.toml.",
-                code="unknown_data_source",
-            )
-        return source
-
-    def source_by_dpid(self, dpid: int) -> DataSource | None:
-        """The data source whose ``dpid`` is ``dpid``, if any."""
-        for source in self.data_sources.values():
-            if source.dpid == dpid:
-                return source
-        return None
-
-
-def load_config(root: str | Path) -> WorkspaceConfig:
-    """Read and validate ``ROOT/audtools.toml``.
-
-    Args:
-        root: the workspace folder.
-
-    Returns:
-        The validated configuration.
-
-    Raises:
-        WorkspaceError: when the folder holds no ``audtools.toml``.
-        ConfigError: listing every problem of the file at once.
-    """
-    from audtools.errors import WorkspaceError
-
-    root = Path(root).resolve()
-    path = root / CONFIG_NAME
-    if not path.is_file():
-        raise WorkspaceError(
-            f"{root} is not an audtools workspace (no {CONFIG_NAME}). "
-            "Create one with 'audtools init DIR' or pass -w/--workspace.",
-            code="not_a_workspace",
-        )
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"not valid TOML ({exc})"], str(path)) from None
-    return parse_config(data, root, str(path))
 
 
 def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> WorkspaceConfig:
@@ -227,6 +104,7 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or lock_timeout < 0:
         problems.append("[workspace]: 'lock_timeout' must be a number of seconds, 0 or more")
         lock_timeout = 60
+    numbers = {key: _workspace_number(ws, key, problems) for key in _WORKSPACE_NUMBERS}
 
     operators: dict[str, Operator] = {}
     raw_ops = data.get("operators", [])
@@ -294,9 +172,58 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
         default_operator=default_operator,
         default_region=default_region,
         lock_timeout=float(lock_timeout),
+        settle_seconds=float(numbers["settle_seconds"]),
+        max_rejects_kept=int(numbers["max_rejects_kept"]),
+        max_line_bytes=int(numbers["max_line_bytes"]),
+        max_uncompressed_bytes=int(numbers["max_uncompressed_bytes"]),
+        max_compression_ratio=float(numbers["max_compression_ratio"]),
         operators=operators,
         data_sources=sources,
     )
+
+
+def _workspace_number(ws: dict[str, Any], key: str, problems: list[str]) -> float:
+    default, least, fraction = _WORKSPACE_NUMBERS[key]
+    value = ws.get(key, default)
+    kinds = (int, float) if fraction else (int,)
+    if isinstance(value, bool) or not isinstance(value, kinds) or value < least:
+        what = "a number" if fraction else "a whole number"
+        problems.append(f"[workspace]: '{key}' must be {what}, {least:g} or more")
+        return default
+    return value
+
+
+def _outbound(src: dict[str, Any], where: str, problems: list[str], dpid: int | None) -> dict[str, Any]:
+    """The ``outbound_*`` keys of a data source, validated (the template compiled once, here)."""
+    out: dict[str, Any] = {}
+    rows = src.get("outbound_header_rows", 0)
+    if isinstance(rows, bool) or not isinstance(rows, int) or rows < 0:
+        problems.append(f"{where}: 'outbound_header_rows' must be a whole number, 0 or more")
+    else:
+        out["outbound_header_rows"] = rows
+    for key, default in (("outbound_separator", ","), ("outbound_info", "optional")):
+        value = src.get(key, default)
+        if value not in _CHOICES[key]:
+            allowed = ", ".join(repr(c) if c == " " else c for c in _CHOICES[key])
+            problems.append(f"{where}: '{key}' is {value!r}; allowed: {allowed}")
+        else:
+            out[key] = value
+    name = src.get("outbound_name")
+    timestamp = src.get("outbound_timestamp")
+    for key, value in (("outbound_name", name), ("outbound_timestamp", timestamp)):
+        if value is not None and not isinstance(value, str):
+            problems.append(f"{where}: '{key}' must be text")
+            return out
+    if dpid is None or (name is None and timestamp is None):
+        return out
+    try:
+        out["outbound_name"] = compile_template(name or DEFAULT_TEMPLATE, timestamp, dpid=dpid)
+    except TemplateError as exc:
+        field = "outbound_name" if name is not None and "outbound_timestamp" not in str(exc) else (
+            "outbound_timestamp" if timestamp is not None else "outbound_name"
+        )
+        problems.append(f"{where}: '{field}': {exc}")
+    return out
 
 
 def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSource | None:
@@ -350,6 +277,7 @@ def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSourc
     key_env = text(src, "key_env", where, None)
     key_file = text(src, "key_file", where, None)
     iv_text = text(src, "iv", where, None)
+    outbound = _outbound(src, where, problems, dpid)
 
     if reconciliation == "declared_id" and not key_column:
         problems.append(f"{where}: 'reconciliation_key' is required with reconciliation = \"declared_id\"")
@@ -384,53 +312,6 @@ def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSourc
         key_file=key_file,
         iv=iv,
         encoding=encoding,  # type: ignore[arg-type]
+        **outbound,
     )
 
-
-DEFAULT_CONFIG = '''\
-# audtools workspace configuration. Paths are relative to this folder.
-# Keys are never written here: a data source names the environment variable (key_env) or the
-# owner-only file (key_file) that holds its key as hex text.
-
-[workspace]
-database = "campaign.duckdb"      # the Campaign database
-import_drop = "drops/import"      # the importSharedAudience drop (AAM outbound files)
-export_drop = "drops/export"      # the exportSharedAudience drop (onboarding files)
-default_operator = "analyst"
-default_region = "US"             # country for phone numbers written without one
-lock_timeout = 60                 # seconds to wait for another process's run
-
-[[operators]]
-name = "analyst"
-login = "ims"                     # "ims" (Adobe ID) or "native"
-
-[[data_sources]]                  # Campaign's default Visitor ID data source
-id = "defaultDataSource"
-label = "Recipient - Visitor ID"
-dpid = 14016                      # AAM data source ID of the IDs in the files
-destination_id = 46390            # AAM destination ID
-reconciliation = "visitor_id"
-
-[[data_sources]]
-id = "crmDeclaredId"
-label = "CRM ID - Declared ID"
-dpid = 14017
-destination_id = 46391
-reconciliation = "declared_id"
-reconciliation_key = "crm_id"     # the profile column that holds the declared ID
-hash = "none"                     # "none" or "sha256"
-
-[[data_sources]]
-id = "emailEncrypted"
-label = "Email - Encrypted Declared ID"
-dpid = 14018
-destination_id = 46392
-reconciliation = "declared_id"
-reconciliation_key = "email"
-channel = "email"                 # "email", "sms" or "other" (default "other")
-encryption = "aes-cbc"            # "none" or "aes-cbc" (AES, CBC mode, PKCS7 padding)
-key_env = "AUDTOOLS_KEY_EMAIL"    # the key as hex text (16, 24 or 32 bytes), from this variable ...
-# key_file = "keys/email.key"     # ... or from a file of hex text readable by its owner only
-iv = "000102030405060708090a0b0c0d0e0f"   # hex, 16 bytes, fixed per data source
-encoding = "base64"               # how ciphertexts are written: "base64" or "hex"
-'''

@@ -1,0 +1,294 @@
+"""AAM outbound batch file names, read by each data source's Format (SPEC §4.1).
+
+Each data source's ``outbound_name`` is compiled once, when the configuration is read
+(:mod:`audtools.config.templates`); this module reads names with it: the timestamp by
+``outbound_timestamp``, the split (``-N`` or 3 or more digits), the extension (``.sync``,
+``.sync.gz``, ``.sync.zip``, any case), and which data source claims a name.
+
+Example:
+    >>> name = parse_name("ftp_46390_14016_iter_1486140844000-1.sync.gz")
+    >>> name.root, name.split, name.gzip
+    ('ftp_46390_14016_iter_1486140844000', 1, True)
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal, NamedTuple
+
+from audtools.config import DataSource
+from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
+
+__all__ = [
+    "NOT_BATCHES",
+    "Claim",
+    "NameMatcher",
+    "OutboundName",
+    "info_name",
+    "looks_like_batch",
+    "parse_name",
+    "read_name",
+]
+
+Mode = Literal["full", "iter"]
+SplitForm = Literal["dash", "digits"]
+
+# AAM's inbound and ID-synchronisation files: never batches, never listed (SPEC §4.1).
+NOT_BATCHES = ("ftp_dpm_", "c2c_id_", "adobe_id_")
+_BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
+_DEFAULT = compile_template(DEFAULT_TEMPLATE, "auto", dpid=0)
+
+
+class OutboundName(NamedTuple):
+    """A file name read by a data source's template (immutable; a named tuple, since drops list
+    up to hundreds of thousands of names and a tuple is several times cheaper to build).
+
+    Attributes:
+        name: the bare file name.
+        sync_type: ``ftp``, ``s3`` or ``http`` (lower-cased).
+        destination_id: the ``ORDER_ID`` (informational), when the template has it.
+        master_dpid: the data source the name belongs to (``MASTER_DPID``, else ``DPID``).
+        alias: the ``PID_ALIAS``, which may contain ``_``.
+        mode: ``full`` or ``iter``.
+        timestamp_ms: the batch time in UTC milliseconds.
+        split: the part number, or None for the file without split (part 0).
+        split_form: ``dash`` (``-N``), ``digits`` (3 or more digits) or None.
+        root: the name without split and extensions; all parts of a batch share it.
+        compression: ``gz``, ``zip`` or None.
+        ts_text: the timestamp's digits as written (for the ``auto`` ambiguity rule).
+    """
+
+    name: str
+    sync_type: str
+    destination_id: int | None
+    master_dpid: int
+    alias: str | None
+    mode: Mode
+    timestamp_ms: int
+    split: int | None
+    split_form: SplitForm | None
+    root: str
+    compression: str | None
+    ts_text: str
+
+    @property
+    def gzip(self) -> bool:
+        """Whether the file is gzip-compressed (``.sync.gz``)."""
+        return self.compression == "gz"
+
+    @property
+    def part(self) -> int:
+        """The part number: the split, 0 for the file without split."""
+        return self.split or 0
+
+    @property
+    def info_name(self) -> str:
+        """The transfer-control file named after the batch root, ``ROOT.info``."""
+        return info_name(self.root)
+
+
+def info_name(root: str) -> str:
+    """The transfer-control file name of a batch root: ``ROOT.info``."""
+    return f"{root}.info"
+
+
+def looks_like_batch(name: str) -> bool:
+    """Whether ``name`` ends like a batch or ``.info`` (any case), and is not an inbound file."""
+    lower = name.lower()
+    return lower.endswith(_BATCH_ENDINGS) and not lower.startswith(NOT_BATCHES)
+
+
+def _numeric(setting: str, digits: str, dash: str | None) -> tuple[int, str, str | None, SplitForm | None] | str:
+    """``(timestamp_ms, ts_text, split, form)`` of a numeric timestamp, or why it is not one."""
+    n = len(digits)
+    width = {"seconds": 10, "milliseconds": 13}.get(setting)
+    if width is None:  # auto: 10 is seconds, 13 milliseconds, 16 or more milliseconds + split
+        width = 10 if n == 10 else 13
+        if n not in (10, 13) and n < 16:
+            return f"timestamp of {n} digits: set outbound_timestamp"
+    if n == width:
+        ts, split, form = digits, dash, ("dash" if dash is not None else None)
+    elif n >= width + 3 and dash is None:
+        ts, split, form = digits[:width], digits[width:], "digits"
+    else:
+        return f"timestamp of {n} digits, not {width} (outbound_timestamp = {setting!r})"
+    return int(ts) * (1000 if width == 10 else 1), ts, split, form  # type: ignore[return-value]
+
+
+def _formatted(template: NameTemplate, text: str) -> int | str:
+    """The UTC milliseconds of a formatted timestamp, or ``bad timestamp``."""
+    m = template.ts_regex.fullmatch(text) if template.ts_regex is not None else None
+    if m is None:
+        return "bad timestamp"
+    values = dict(zip(template.fields, (int(g) for g in m.groups()), strict=True))
+    try:
+        when = dt.datetime(
+            values.get("year", 1970), values.get("month", 1), values.get("day", 1),
+            values.get("hour", 0), values.get("minute", 0), values.get("second", 0),
+            tzinfo=dt.UTC,
+        )
+    except ValueError:
+        return "bad timestamp"
+    return int(when.timestamp()) * 1000
+
+
+def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> OutboundName | str | None:
+    """Read ``name`` with a data source's compiled template.
+
+    Args:
+        template: the data source's compiled ``outbound_name``.
+        name: a bare file name.
+        generic: read names of any dpid (for diagnostics), not only the data source's own.
+
+    Returns:
+        The name's parts; a reason (``bad timestamp``, ``timestamp of N digits: ...``) when the
+        template matches but the timestamp or split cannot be read; None when it does not match.
+    """
+    m = (template.generic if generic else template.own).fullmatch(name)
+    if m is None:
+        return None
+    return reading(template, m, name)
+
+
+def _split(template: NameTemplate, g: tuple[str | None, ...], ts: str) -> tuple[int, str, str | None, SplitForm | None] | str:
+    """``(timestamp_ms, ts_text, split, form)`` from the groups of a match, or why not."""
+    i = template.groups
+    if template.split_after_timestamp:
+        dash, extra = g[i[8]], g[i[7]] or ""
+    else:
+        dash, extra = None, ""
+    if template.fields:
+        when = _formatted(template, ts)
+        if isinstance(when, str):
+            return when
+        if extra and (len(extra) < 3 or dash is not None):
+            return "bad timestamp"
+        form: SplitForm | None = "digits" if extra else ("dash" if dash is not None else None)
+        return when, ts, extra or dash, form
+    return _numeric(template.timestamp, ts + extra, dash)
+
+
+def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName | str:
+    """The parts of ``name`` from a match of one of ``template``'s patterns (see
+    :func:`read_name`)."""
+    g = m.groups()
+    i = template.groups
+    ts = g[i[6]] or ""
+    read = _split(template, g, ts)
+    if isinstance(read, str):
+        return read
+    timestamp_ms, ts_text, split, form = read
+    x = g[i[9]] if i[9] >= 0 else None
+    if template.split_after_timestamp:
+        root = name[: m.start(i[6] + 1) + len(ts_text)]
+    elif x is not None:
+        split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
+        root = name[: m.start(i[9] + 1)] + name[m.end(i[9] + 1) : m.start(i[11] + 1)]
+    else:
+        root = name[: m.start(i[11] + 1)]
+    sync, order, comp = g[i[0]] if i[0] >= 0 else None, g[i[1]] if i[1] >= 0 else None, g[i[10]]
+    dpid = (g[i[3]] if i[3] >= 0 else None) or g[i[2]]
+    return OutboundName(
+        name=name,
+        sync_type=sync.lower() if sync else "",
+        destination_id=int(order) if order is not None else None,
+        master_dpid=int(dpid or 0),
+        alias=g[i[4]] if i[4] >= 0 else None,
+        mode="full" if g[i[5]] == "full" else "iter",
+        timestamp_ms=timestamp_ms,
+        split=None if split is None else int(split),
+        split_form=form,
+        root=root,
+        compression=comp.lower() if comp else None,
+        ts_text=ts_text,
+    )
+
+
+def parse_name(name: str) -> OutboundName | None:
+    """Read ``name`` with the default template and ``outbound_timestamp = "auto"``.
+
+    Example:
+        >>> parse_name("s3_1_2_my_alias_full_1486140844000001.sync").split
+        1
+    """
+    read = read_name(_DEFAULT, name, generic=True)
+    return read if isinstance(read, OutboundName) else None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who claims a drop file name.
+
+    Attributes:
+        readings: ``{source_id: name}`` for each data source whose template reads it as its own.
+        problems: ``{source_id: reason}`` for data sources whose template matches it but whose
+            timestamp or split cannot be read.
+    """
+
+    readings: dict[str, OutboundName]
+    problems: dict[str, str]
+
+
+class NameMatcher:
+    """Reads drop file names with every data source's template (compiled once, at configuration).
+
+    Args:
+        sources: the configured data sources.
+    """
+
+    def __init__(self, sources: Iterable[DataSource]) -> None:
+        self.sources = {s.id: s for s in sources}
+        self._templates = [(s.id, s.name_template) for s in self.sources.values()]
+        self._by_dpid = {s.dpid: s.id for s in self.sources.values()}
+        # Templates whose dpid has one reading: one anchored match of the name's start gives
+        # the dpid, and only the data sources with that dpid read the name whole. Data sources
+        # sharing the start of a template share that match.
+        self._heads: dict[str, tuple[re.Pattern[str], dict[str, list[tuple[str, NameTemplate]]]]] = {}
+        self._loose: list[tuple[str, NameTemplate]] = []
+        for s in self.sources.values():
+            t = s.name_template
+            if t.head is None:
+                self._loose.append((s.id, t))
+                continue
+            _, by_dpid = self._heads.setdefault(t.head.pattern, (t.head, {}))
+            by_dpid.setdefault(str(s.dpid), []).append((s.id, t))
+
+    def claim(self, name: str) -> Claim:
+        """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
+        readings: dict[str, OutboundName] = {}
+        problems: dict[str, str] = {}
+        candidates: list[tuple[str, NameTemplate]] = []
+        for head, by_dpid in self._heads.values():
+            m = head.match(name)
+            if m is not None:
+                candidates.extend(by_dpid.get(m["head"], ()))
+        if self._loose:
+            candidates.extend(self._loose)
+        for source_id, template in candidates:
+            full = template.own.fullmatch(name)
+            if full is None:
+                continue
+            result = reading(template, full, name)
+            if isinstance(result, str):
+                problems[source_id] = result
+            else:
+                readings[source_id] = result
+        return Claim(readings, problems)
+
+    def why_ignored(self, name: str) -> tuple[str, list[str]]:
+        """Why no data source reads ``name``, and the data sources the reason concerns."""
+        read = read_name(_DEFAULT, name, generic=True)
+        if isinstance(read, OutboundName):
+            source_id = self._by_dpid.get(read.master_dpid)
+            if source_id is None:
+                return f"no data source with DPID {read.master_dpid}", []
+            return f"does not match the outbound_name of data source {source_id}", [source_id]
+        for source_id, template in self._templates:
+            if read_name(template, name, generic=True) is not None:
+                return f"does not read as a name of data source {source_id} (its DPID differs)", []
+        if isinstance(read, str):
+            return read, []
+        return "not an outbound batch name of any data source's outbound_name", []

@@ -1,0 +1,181 @@
+"""Which batches of the import drop are complete, waiting or skipped (SPEC §4.1, §4.2, §4.3).
+
+:func:`scan_drop` lists the drop through :mod:`audtools.drops`, reads each name with every data
+source's template (compiled once, when the configuration was read), ties ``.info`` files to the
+batches of the files they list, and decides each batch's status from the database's record of
+applied batches: ``applied``, ``ready``, ``waiting`` (with the reason) or ``skipped`` (``stale``,
+``conflict``, ``late``, ``future``, ``superseded``). Drop files that look like batches or ``.info``
+files but belong to no batch are listed as ``ignored``, with the reason. Only names, sizes and
+modification times are compared here; md5 and line counts are checked while applying
+(:mod:`audtools.importing.state`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import duckdb
+
+from audtools.config import WorkspaceConfig
+from audtools.drops import Drop, DropEntry, open_drop
+from audtools.errors import AudtoolsError
+from audtools.formats.outbound_info import MAX_INFO_BYTES, InfoEntry, parse_info
+from audtools.formats.outbound_names import NameMatcher, OutboundName, looks_like_batch
+from audtools.importing.batches import Batch, DropFile, Ignored, SourceBatches
+from audtools.importing.decide import decide
+
+# .info contents by (drop, name, size, mtime): read once per process and version of the file.
+_INFO_CACHE: dict[tuple[str, str, int, float], list[InfoEntry] | str] = {}
+
+
+@dataclass
+class DropScan:
+    """What :func:`scan_drop` found: batches per data source, and the ignored files."""
+
+    drop: Drop
+    sources: dict[str, SourceBatches]
+    ignored: list[Ignored]
+
+
+def import_drop(config: WorkspaceConfig) -> Drop:
+    """The workspace's import drop."""
+    return open_drop(config.import_drop, base=config.root)
+
+
+class _Grouping:
+    """Drop files grouped into batches per data source, and the ignored ones."""
+
+    def __init__(self, config: WorkspaceConfig) -> None:
+        self.matcher = NameMatcher(config.data_sources.values())
+        self.by_source: dict[str, dict[str, Batch]] = {s: {} for s in config.data_sources}
+        self.ignored: list[Ignored] = []
+
+    def batch(self, source_id: str, name: OutboundName) -> Batch:
+        batches = self.by_source[source_id]
+        found = batches.get(name.root)
+        if found is None:
+            found = batches[name.root] = Batch(
+                source_id, name.root, name.mode, name.timestamp_ms, name.ts_text
+            )
+        return found
+
+    def add_file(self, entry: DropEntry) -> None:
+        claim = self.matcher.claim(entry.name)
+        readings = claim.readings
+        if not readings:
+            if claim.problems:
+                reason = "; ".join(sorted(set(claim.problems.values())))
+                self.ignored.append(Ignored(entry.name, reason, tuple(claim.problems)))
+            else:
+                reason, concerned = self.matcher.why_ignored(entry.name)
+                self.ignored.append(Ignored(entry.name, reason, tuple(concerned)))
+            return
+        claimed = f"claimed by {' and '.join(sorted(readings))}" if len(readings) > 1 else None
+        for source_id, name in readings.items():
+            batch = self.batch(source_id, name)
+            batch.files.append(DropFile(name, entry.size, entry.mtime))
+            batch.claimed = batch.claimed or claimed
+
+    def add_info(self, entry: DropEntry, content: list[InfoEntry] | str) -> None:
+        if isinstance(content, str):
+            root = entry.name[: -len(".info")]
+            readings = self.matcher.claim(root + ".sync").readings
+            for source_id, name in readings.items():
+                self.batch(source_id, name).info_problem = f"{entry.name} cannot be read: {content}"
+            if not readings:
+                self.ignored.append(Ignored(entry.name, f"cannot be read: {content}"))
+            return
+        governs = False
+        for item in content:
+            for source_id, name in self.matcher.claim(item.file_name).readings.items():
+                self.batch(source_id, name).infos.append((entry.name, item))
+                governs = True
+        if not governs:
+            self.ignored.append(Ignored(entry.name, "lists no file of any data source"))
+
+
+def _read_info(drop: Drop, entry: DropEntry) -> list[InfoEntry] | str:
+    """An ``.info``'s entries, or why it cannot be read; remembered per (name, size, mtime)."""
+    key = (drop.url, entry.name, entry.size, entry.mtime)
+    cached = _INFO_CACHE.get(key)
+    if cached is not None:
+        return cached
+    try:
+        content: list[InfoEntry] | str = parse_info(drop.read_bytes(entry.name, MAX_INFO_BYTES), entry.name)
+    except AudtoolsError as exc:
+        content = exc.message
+    except OSError as exc:
+        content = f"it cannot be read ({exc.strerror or exc})"
+    if len(_INFO_CACHE) > 10_000:
+        _INFO_CACHE.clear()
+    _INFO_CACHE[key] = content
+    return content
+
+
+def group_drop(config: WorkspaceConfig, drop: Drop) -> tuple[dict[str, dict[str, Batch]], list[Ignored]]:
+    """The drop's batches per data source and root, and the files that belong to none."""
+    grouping = _Grouping(config)
+    infos: list[DropEntry] = []
+    for entry in drop.list():
+        if not looks_like_batch(entry.name):
+            continue
+        if entry.is_link:
+            grouping.ignored.append(Ignored(entry.name, "a link (links are never read)"))
+        elif entry.name.lower().endswith(".info"):
+            infos.append(entry)
+        else:
+            grouping.add_file(entry)
+    for entry in infos:
+        grouping.add_info(entry, _read_info(drop, entry))
+    for batches in grouping.by_source.values():
+        for batch in batches.values():
+            batch.files.sort(key=lambda f: (f.name.part, f.name.name))
+    grouping.ignored.sort(key=lambda i: i.name)
+    return grouping.by_source, grouping.ignored
+
+
+def scan_drop(
+    config: WorkspaceConfig,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    sources: list[str] | None = None,
+    now: float | None = None,
+) -> DropScan:
+    """The status of every batch of the drop, per data source, and the ignored files.
+
+    Args:
+        config: the workspace configuration.
+        con: an open database connection.
+        sources: only these data source IDs (default: all configured).
+        now: the current time in seconds since the epoch (default: the clock).
+    """
+    drop = import_drop(config)
+    now = time.time() if now is None else now
+    by_source, ignored = group_drop(config, drop)
+    out: dict[str, SourceBatches] = {}
+    for source_id, source in config.data_sources.items():
+        if sources is not None and source_id not in sources:
+            continue
+        batches = sorted(by_source[source_id].values(), key=lambda b: (b.timestamp_ms, b.root))
+        out[source_id] = decide(con, config, source, batches, drop, now)
+    return DropScan(drop, out, ignored)
+
+
+def scan(
+    config: WorkspaceConfig,
+    con: duckdb.DuckDBPyConnection,
+    *,
+    sources: list[str] | None = None,
+) -> dict[str, SourceBatches]:
+    """``{source_id: SourceBatches}``: :func:`scan_drop` without the ignored files."""
+    return scan_drop(config, con, sources=sources).sources
+
+
+__all__ = [
+    "DropScan",
+    "group_drop",
+    "import_drop",
+    "scan",
+    "scan_drop",
+]
