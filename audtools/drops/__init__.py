@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from audtools.drops.base import Drop, DropEntry, DropUnreachable
-from audtools.drops.local import LocalDrop
-from audtools.drops.urls import (
+from audtools.config.remote import (
     S3Location,
     S3Settings,
     SftpLocation,
@@ -28,7 +27,12 @@ from audtools.drops.urls import (
     parse_location,
     redact,
 )
+from audtools.drops.base import Drop, DropEntry, DropUnreachable
+from audtools.drops.local import LocalDrop
 from audtools.errors import ConfigError
+
+if TYPE_CHECKING:
+    from audtools.config import WorkspaceConfig
 
 __all__ = [
     "Drop",
@@ -37,6 +41,8 @@ __all__ = [
     "LocalDrop",
     "S3Settings",
     "SftpSettings",
+    "export_drop",
+    "import_drop",
     "is_remote",
     "open_drop",
 ]
@@ -78,3 +84,17 @@ def open_drop(
     if not path.is_absolute() and base is not None:
         path = base / path
     return LocalDrop(path)
+
+
+def import_drop(config: WorkspaceConfig) -> Drop:
+    """The workspace's import drop, with its ``[sftp]`` or ``[s3]``/``[s3.import]`` settings."""
+    remote = config.remote
+    return open_drop(config.import_drop, base=config.root, sftp=remote.sftp, s3=remote.s3_import)
+
+
+def export_drop(config: WorkspaceConfig, location: str | None = None) -> Drop:
+    """The workspace's export drop (or the one at ``location``, where a pending export was
+    written), with its ``[sftp]`` or ``[s3]``/``[s3.export]`` settings."""
+    remote = config.remote
+    where = location if location else config.export_drop
+    return open_drop(where, base=config.root, sftp=remote.sftp, s3=remote.s3_export)

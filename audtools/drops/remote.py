@@ -154,6 +154,27 @@ class ResumingReader(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Move to ``offset`` (zip archives are read from their end): the next read reopens the
+        file there."""
+        if whence == io.SEEK_CUR:
+            offset += self._pos
+        elif whence == io.SEEK_END:
+            entry = self._drop.stat(self._name)
+            if entry is None:
+                raise FileNotFoundError(errno.ENOENT, f"{self._name} is gone from {self._drop.url}")
+            offset += entry.size
+        if offset != self._pos:
+            self._forget()
+            self._pos = max(0, offset)
+        return self._pos
+
     def _forget(self) -> None:
         fh, self._fh = self._fh, None
         if fh is not None:
@@ -217,6 +238,7 @@ class Upload(io.RawIOBase):
         self._drop, self._name = drop, name
         self._send, self._finish, self._abandon = write, finish, abandon
         self._failed = False
+        self._written = 0
 
     def writable(self) -> bool:
         return True
@@ -241,7 +263,12 @@ class Upload(io.RawIOBase):
     def write(self, data: Any) -> int:
         payload = bytes(data)
         self._once(lambda: self._send(payload))
+        self._written += len(payload)
         return len(payload)
+
+    def tell(self) -> int:
+        """Bytes sent so far (the size of the file once it is closed)."""
+        return self._written
 
     def close(self) -> None:
         if self.closed:

@@ -27,9 +27,9 @@ import email.utils
 import time
 from typing import Any, BinaryIO
 
+from audtools.config.remote import S3Location, S3Settings
 from audtools.drops.base import DropEntry, DropUnreachable
 from audtools.drops.remote import Kind, RemoteDrop, ResumingReader, Upload, buffered
-from audtools.drops.urls import S3Location, S3Settings
 
 __all__ = ["S3Drop"]
 

@@ -26,9 +26,9 @@ import warnings
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from audtools.config.remote import SftpLocation, SftpSettings
 from audtools.drops.base import DropEntry, DropUnreachable
 from audtools.drops.remote import Kind, RemoteDrop, ResumingReader, Upload, buffered
-from audtools.drops.urls import SftpLocation, SftpSettings
 
 __all__ = ["SftpDrop"]
 

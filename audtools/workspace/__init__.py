@@ -86,7 +86,7 @@ class Workspace:
             con = store.connect(self.config.database)
             try:
                 con = store.migrate(self.config.database, con)
-                settle_pending_exports(self, con)
+                settle_pending_exports(self, con, writes_export_drop=purpose == "export")
                 yield con
             finally:
                 con.close()

@@ -11,15 +11,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 __all__ = [
+    "RemoteSettings",
     "S3Location",
     "S3Settings",
     "SftpLocation",
     "SftpSettings",
+    "check_drop",
     "is_remote",
     "parse_location",
+    "parse_remote",
     "redact",
 ]
 
@@ -188,3 +192,128 @@ def _parse_s3(text: str) -> S3Location:
     if "//" in prefix:
         raise ValueError("an s3:// URL's PREFIX has no empty folder ('//')")
     return S3Location(bucket, prefix)
+
+
+# -- audtools.toml ------------------------------------------------------------------------------
+
+_SFTP_KEYS = ("key_file", "known_hosts")
+_S3_KEYS = ("addressing", "endpoint_url", "profile", "region")
+_CREDENTIAL_WORDS = ("password", "passphrase", "secret", "token", "access_key", "credential")
+
+
+@dataclass(frozen=True)
+class RemoteSettings:
+    """The ``[sftp]`` and ``[s3]`` tables of ``audtools.toml``, validated.
+
+    Attributes:
+        sftp: the ``[sftp]`` settings.
+        s3_import: ``[s3]`` with ``[s3.import]`` applied: the import drop's.
+        s3_export: ``[s3]`` with ``[s3.export]`` applied: the export drop's.
+    """
+
+    sftp: SftpSettings = SftpSettings()
+    s3_import: S3Settings = S3Settings()
+    s3_export: S3Settings = S3Settings()
+
+
+def check_drop(value: str, key: str, problems: list[str]) -> None:
+    """Add a problem when the drop location ``value`` of ``[workspace] key`` is not allowed."""
+    try:
+        parse_location(value)
+    except ValueError as exc:
+        problems.append(f"[workspace]: '{key}' ({redact(value)!r}): {exc}")
+
+
+def _unknown(table: dict[str, Any], allowed: tuple[str, ...], where: str, problems: list[str],
+             *, subtables: tuple[str, ...] = ()) -> None:
+    for key in table:
+        if key in allowed or key in subtables:
+            continue
+        if any(word in key.lower() for word in _CREDENTIAL_WORDS):
+            problems.append(
+                f"{where}: '{key}' is not allowed: credentials never go in audtools.toml (SFTP: "
+                "a key file, the SSH agent, AUDTOOLS_SFTP_KEY_PASSPHRASE or AUDTOOLS_SFTP_PASSWORD; "
+                "S3: the standard AWS chain, named by 'profile')"
+            )
+        else:
+            names = ", ".join(sorted((*allowed, *subtables)))
+            problems.append(f"{where}: unknown key '{key}' (allowed: {names})")
+
+
+def _path(value: Any, key: str, where: str, root: Path, problems: list[str]) -> Path | None:
+    if not isinstance(value, str) or not value:
+        problems.append(f"{where}: '{key}' must be a path (text)")
+        return None
+    if "\n" in value or "PRIVATE KEY" in value:
+        problems.append(f"{where}: '{key}' must be the path of a key file, not a key (value not shown)")
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else root / path
+
+
+def parse_sftp(table: Any, root: Path, problems: list[str]) -> SftpSettings:
+    """The ``[sftp]`` table; relative paths are under the workspace, ``~`` is the user's home."""
+    if table is None:
+        return SftpSettings()
+    if not isinstance(table, dict):
+        problems.append("[sftp] must be a table")
+        return SftpSettings()
+    _unknown(table, _SFTP_KEYS, "[sftp]", problems)
+    known_hosts = SftpSettings().known_hosts.expanduser()
+    if "known_hosts" in table:
+        known_hosts = _path(table["known_hosts"], "known_hosts", "[sftp]", root, problems) or known_hosts
+    key_file = None
+    if "key_file" in table:
+        key_file = _path(table["key_file"], "key_file", "[sftp]", root, problems)
+    return SftpSettings(known_hosts=known_hosts, key_file=key_file)
+
+
+def _s3_values(table: dict[str, Any], where: str, problems: list[str]) -> dict[str, str]:
+    values: dict[str, str] = {}
+    for key in _S3_KEYS:
+        if key not in table:
+            continue
+        value = table[key]
+        if not isinstance(value, str) or not value:
+            problems.append(f"{where}: '{key}' must be text")
+            continue
+        if key == "addressing" and value not in ("virtual", "path"):
+            problems.append(f"{where}: 'addressing' is {value!r}; allowed: virtual, path")
+            continue
+        if key == "endpoint_url":
+            parts = urlsplit(value)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                problems.append(f"{where}: 'endpoint_url' must be an http:// or https:// URL")
+                continue
+            if parts.username or parts.password:
+                problems.append(f"{where}: 'endpoint_url' must not hold credentials (value not shown)")
+                continue
+        values[key] = value
+    return values
+
+
+def parse_s3(table: Any, problems: list[str]) -> tuple[S3Settings, S3Settings]:
+    """The import and export drops' S3 settings: ``[s3]`` with ``[s3.import]``/``[s3.export]``."""
+    if table is None:
+        return S3Settings(), S3Settings()
+    if not isinstance(table, dict):
+        problems.append("[s3] must be a table")
+        return S3Settings(), S3Settings()
+    _unknown(table, _S3_KEYS, "[s3]", problems, subtables=("export", "import"))
+    common = _s3_values(table, "[s3]", problems)
+    out = []
+    for which in ("import", "export"):
+        sub = table.get(which, {})
+        if not isinstance(sub, dict):
+            problems.append(f"[s3.{which}] must be a table")
+            sub = {}
+        _unknown(sub, _S3_KEYS, f"[s3.{which}]", problems)
+        out.append(S3Settings(**{**common, **_s3_values(sub, f"[s3.{which}]", problems)}))
+    return out[0], out[1]
+
+
+def parse_remote(data: dict[str, Any], root: Path, problems: list[str]) -> RemoteSettings:
+    """The ``[sftp]`` and ``[s3]`` tables of a parsed ``audtools.toml`` (problems appended)."""
+    sftp = parse_sftp(data.get("sftp"), root, problems)
+    s3_import, s3_export = parse_s3(data.get("s3"), problems)
+    return RemoteSettings(sftp, s3_import, s3_export)
