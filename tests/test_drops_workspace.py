@@ -179,3 +179,112 @@ def test_check_lists_the_import_drop_and_tries_the_export_drop(
     assert any(p.startswith(f"the import drop: The drop {import_url} cannot be reached")
                for p in report["problems"])
     assert "hunter" not in json.dumps(report)
+
+
+_KILLED_EXPORT = """
+import os, sys
+from audtools.exporting import publish
+def crash(name):
+    if name == sys.argv[2]:
+        os.kill(os.getpid(), 9)
+publish._crash_point = crash
+from audtools.cli.main import cli
+cli(["export", "-w", sys.argv[1], "--where", "loyalty_points >= 1000", "--segment-name",
+     "Killed seg", "--data-source", "samplesVisitorId", "-q"])
+"""
+
+
+def _killed_export(ws: Path, step: str) -> None:
+    """An export in another process, killed (SIGKILL) at ``step`` of the pending-export protocol."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _KILLED_EXPORT, str(ws), step], timeout=300,
+                          capture_output=True)
+    assert done.returncode == -9, done.stderr.decode()[-2000:]
+
+
+def _keys(s3: Any, prefix: str) -> list[str]:
+    listing = s3.client().list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+    return sorted(o["Key"][len(prefix):] for o in listing.get("Contents", []))
+
+
+@pytest.mark.parametrize(("step", "kept"), [("after_written", 0), ("after_rename_part_1", 1)])
+def test_a_killed_export_is_settled_on_the_s3_drop(
+    sample_template: Path, tmp_path: Path, s3: Any, step: str, kept: int
+) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_template, ws)
+    _configure(ws, export_drop=f"s3://{s3.bucket}/campaign", s3=s3)
+    _killed_export(ws, step)
+    before = _keys(s3, "campaign/")  # what the kill left: temporary parts, or the published part
+    assert any(k.startswith(".audtools-" if kept == 0 else "ftp_dpm_") for k in before), before
+    code, _ = _cli(CliRunner(), "batches", "-w", str(ws))  # the next command settles it
+    assert code == 0
+    left = _keys(s3, "campaign/")
+    assert not [k for k in left if k.startswith(".audtools-")]
+    assert len([k for k in left if k.startswith("ftp_dpm_")]) == kept
+    code, runs = _cli(CliRunner(), "runs", "-w", str(ws))
+    statuses = [r["status"] for r in runs["runs"] if r["kind"] == "export"]
+    assert statuses == (["failed"] if kept == 0 else ["succeeded"])
+
+
+def test_a_pending_export_on_an_unreachable_drop_stays_pending(
+    sample_template: Path, tmp_path: Path, s3: Any
+) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_template, ws)
+    _configure(ws, export_drop=f"s3://{s3.bucket}/campaign", s3=s3)
+    _killed_export(ws, "after_written")
+    s3.stop()
+    runner = CliRunner()
+    code, batches = _cli(runner, "batches", "-w", str(ws))  # does not write the export drop
+    assert code == 0 and "data_sources" in json.dumps(batches)
+    code, failed = _cli(runner, "export", "-w", str(ws), "--where", "loyalty_points >= 1000",
+                        "--segment-name", "Other seg", "--data-source", "samplesVisitorId")
+    assert code == 1 and failed["error"]["code"] == "drop_unreachable"
+    assert f"s3://{s3.bucket}/campaign" in failed["error"]["message"]
+    s3.start()
+    assert any(k.startswith(".audtools-") for k in _keys(s3, "campaign/"))  # still pending
+    code, _ = _cli(runner, "batches", "-w", str(ws))
+    assert code == 0 and _keys(s3, "campaign/") == []
+
+
+_GROWING = "ftp_56390_24016_iter_1764460800000.sync"
+
+
+def test_a_batch_still_growing_on_sftp_waits_for_the_settle_rule(
+    sample_template: Path, tmp_path: Path, ssh: SshServer
+) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_template, ws)
+    served = ws / "drops/import"
+    _configure(ws, import_drop=ssh.url(served), ssh=ssh)
+    rows = (served / "ftp_56390_24016_iter_1764374400000.sync").read_bytes()
+    growing = served / _GROWING
+    growing.write_bytes(rows[: len(rows) // 2])  # AAM is still writing it: no .info
+    runner = CliRunner()
+    code, report = _cli(runner, "batches", "-w", str(ws))
+    assert code == 0 and "settling: " + _GROWING in json.dumps(report)
+    with growing.open("ab") as fh:
+        fh.write(rows[len(rows) // 2 :])
+    code, report = _cli(runner, "batches", "-w", str(ws))
+    assert "settling: " + _GROWING in json.dumps(report)
+    from conftest import settled
+
+    settled(growing)  # the writer finished an hour ago
+    code, report = _cli(runner, "batches", "-w", str(ws))
+    assert "settling" not in json.dumps(report) and _GROWING[: -len(".sync")] in json.dumps(report)
+
+
+def test_on_s3_ages_are_measured_against_the_listing_time(
+    sample_template: Path, tmp_path: Path, s3: Any
+) -> None:
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_template, ws)
+    _upload(s3, ws / "drops/import", "outbound")
+    rows = (ws / "drops/import/ftp_56390_24016_iter_1764374400000.sync").read_bytes()
+    s3.client().put_object(Bucket=s3.bucket, Key=f"outbound/{_GROWING}", Body=rows)
+    _configure(ws, import_drop=f"s3://{s3.bucket}/outbound", s3=s3)
+    code, report = _cli(CliRunner(), "batches", "-w", str(ws))
+    assert code == 0 and "settling: " + _GROWING in json.dumps(report)
