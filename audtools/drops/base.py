@@ -8,7 +8,9 @@ import time
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from audtools.errors import AudtoolsError, ErrorCode
+from audtools.errors import DropUnreachable
+
+__all__ = ["Drop", "DropEntry", "DropUnreachable"]
 
 
 @dataclass(frozen=True)
@@ -26,13 +28,6 @@ class DropEntry:
     size: int
     mtime: float
     is_link: bool = False
-
-
-class DropUnreachable(AudtoolsError):
-    """A drop cannot be reached, refuses the credentials or broke off mid-transfer
-    (``drop_unreachable``); the message names the drop (never a credential) and the cause."""
-
-    code = ErrorCode.DROP_UNREACHABLE
 
 
 class Drop(abc.ABC):
