@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
+from audtools.config import WorkspaceConfig
+from audtools.drops import DropUnreachable, export_drop, import_drop
 from audtools.errors import AudtoolsError
 from audtools.workspace import Workspace, as_workspace
 
@@ -15,8 +18,9 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
     A configuration error raises (every problem listed). Everything else is collected.
 
     Returns:
-        ``{"workspace", "problems": [...], "warnings": [...], "data_sources": {id: {...}}}``;
-        no problem means the workspace is ready.
+        ``{"workspace", "problems": [...], "warnings": [...], "data_sources": {id: {...}},
+        "profiles", "drops": {"import": {...}, "export": {...}}}``; no problem means the
+        workspace is ready.
     """
     from audtools.importing.scan import scan_drop
     from audtools.shared_audiences import catalog_entries
@@ -27,9 +31,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
     problems: list[str] = []
     warnings: list[str] = []
     sources: dict[str, dict[str, Any]] = {}
-    for path, what in ((cfg.import_drop, "import drop"), (cfg.export_drop, "export drop")):
-        if not path.is_dir():
-            problems.append(f"the {what} {path} is not a folder; create it or fix audtools.toml")
+    drops = _check_drops(cfg, problems)
     with ws.session(purpose="check") as con:
         columns = {row[0] for row in con.execute("DESCRIBE profiles").fetchall()}
         (profiles,) = con.execute("SELECT count(*) FROM profiles").fetchone() or (0,)
@@ -38,7 +40,7 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         except AudtoolsError as exc:
             problems.append(exc.message)
         problems.extend(_future_batches(con))
-        found = scan_drop(cfg, con) if cfg.import_drop.is_dir() else None
+        found = scan_drop(cfg, con) if drops["import"]["reachable"] else None
     if found is not None:
         problems.extend(_info_problems(found))
         for ignored in found.ignored:
@@ -76,7 +78,48 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
         "warnings": warnings,
         "data_sources": sources,
         "profiles": int(profiles),
+        "drops": drops,
     }
+
+
+def _check_drops(cfg: WorkspaceConfig, problems: list[str]) -> dict[str, dict[str, Any]]:
+    """Connect to each drop: list the import drop, and write then remove, in the export drop, a
+    file under a name no one takes for an onboarding file (SPEC §2.2).
+
+    Returns:
+        ``{"import": {"location", "reachable", "files"}, "export": {"location", "reachable",
+        "writable"}}``; each failure is added to ``problems``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for what, location, opener in (
+        ("import", cfg.import_drop, import_drop),
+        ("export", cfg.export_drop, export_drop),
+    ):
+        with opener(cfg) as drop:
+            entry: dict[str, Any] = {"location": drop.url, "reachable": False}
+            entry.update({"files": None} if what == "import" else {"writable": False})
+            out[what] = entry
+            if isinstance(location, Path) and not location.is_dir():
+                problems.append(
+                    f"the {what} drop {location} is not a folder; create it or fix audtools.toml"
+                )
+                continue
+            try:
+                files = drop.list()
+                entry["reachable"] = True
+                if what == "import":
+                    entry["files"] = len(files)
+                else:
+                    drop.check_writable()
+                    entry["writable"] = True
+            except DropUnreachable as exc:
+                problems.append(f"the {what} drop: {exc.message}")
+            except OSError as exc:
+                problems.append(
+                    f"the {what} drop {drop.url} cannot be "
+                    f"{'listed' if what == 'import' else 'written'}: {exc.strerror or exc}"
+                )
+    return out
 
 
 def _info_problems(found: Any) -> list[str]:

@@ -156,6 +156,13 @@ class RefusedError(AudtoolsError):
     code = ErrorCode.REFUSED
 
 
+class DropUnreachable(AudtoolsError):
+    """A drop cannot be reached, refuses the credentials or broke off mid-transfer
+    (``drop_unreachable``); the message names the drop (never a credential) and the cause."""
+
+    code = ErrorCode.DROP_UNREACHABLE
+
+
 class InputError(AudtoolsError):
     """An input file cannot be used as a whole (corrupt gzip, unreadable profiles file, ...)."""
 

@@ -74,6 +74,8 @@ STEPS: list[Step] = [
     Step("import_visitor", "first import, visitor IDs (gzip batch, 2 parts, .info)", 10 * M,
          Target(10 * M, max_s=15, max_rss=4 * GiB, min_ratio=5, text="≤ 15 s, RSS ≤ 4 GiB, ≥ 5× naive"),
          "import_visitor"),
+    Step("import_visitor_sftp", "first import, visitor IDs, import drop on loopback SFTP (sshd)", 10 * M,
+         Target(10 * M, text="≤ 1.5× import_visitor, RSS ≤ its + 256 MiB"), None),
     Step("reimport_visitor", "re-import from applied state, visitor IDs", 10 * M,
          Target(10 * M, max_s=5, text="≤ 5 s"), "import_visitor", "naive has no state: it reruns everything"),
     Step("join", "reconciliation join alone", 10 * M, Target(10 * M, max_s=2.5, text="≤ 2.5 s"), "join"),
@@ -350,6 +352,29 @@ def step_import(row: Row, args: argparse.Namespace, aes: bool) -> None:
     os.replace(bd.size_dir(n) / "work" / "import", applied)
 
 
+def step_import_sftp(row: Row, args: argparse.Namespace) -> None:
+    """The first visitor-ID import read through Debian's OpenSSH server on 127.0.0.1 (the
+    tests' server, tests/servers.py): the same batches, served from the workspace's folder."""
+    import tomlkit
+
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    from servers import SshServer
+
+    n = row.n
+    with tempfile.TemporaryDirectory() as tmp, SshServer(Path(tmp) / "sshd") as server:
+        def make_ws() -> Path:
+            ws = bd.fresh_workspace(n, "import_sftp", ("drop_visitors",))
+            doc = tomlkit.parse((ws / "audtools.toml").read_text())
+            doc["workspace"]["import_drop"] = server.url(ws / "drops" / "import")  # type: ignore[index]
+            doc["sftp"] = {"known_hosts": str(server.known_hosts), "key_file": str(server.client_key)}
+            (ws / "audtools.toml").write_text(tomlkit.dumps(doc))
+            return ws
+
+        measure_cli(row, args, make_ws=make_ws, cmd_for=lambda ws: import_cmd(ws, False), env=None,
+                    check=lambda out: check_import(out, n, False))
+    row.items = n
+
+
 def setup_applied(n: int, aes: bool, name: str) -> Path:
     """A workspace whose import of the segment is done: the first import's, else a new one."""
     applied = applied_workspace(n, aes)
@@ -501,6 +526,8 @@ def run_step(step: Step, n: int, args: argparse.Namespace) -> Row:
             step_import(row, args, aes=False)
         elif step.name == "import_aes":
             step_import(row, args, aes=True)
+        elif step.name == "import_visitor_sftp":
+            step_import_sftp(row, args)
         elif step.name == "reimport_visitor":
             step_reimport(row, args)
         elif step.name in ("export_visitor", "export_aes", "export_aes_warm"):

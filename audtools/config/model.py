@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from audtools.config.remote import RemoteSettings
 from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
 from audtools.errors import RefusedError
 
@@ -87,12 +88,16 @@ class DataSource:
 
 @dataclass(frozen=True)
 class WorkspaceConfig:
-    """The validated content of ``audtools.toml``, with paths made absolute."""
+    """The validated content of ``audtools.toml``, with paths made absolute.
+
+    ``import_drop`` and ``export_drop`` are folders (absolute paths) or ``sftp://``/``s3://``
+    URLs (text), whose settings are in ``remote``.
+    """
 
     root: Path
     database: Path
-    import_drop: Path
-    export_drop: Path
+    import_drop: Path | str
+    export_drop: Path | str
     default_operator: str = "analyst"
     default_region: str = "US"
     lock_timeout: float = 60.0
@@ -103,6 +108,7 @@ class WorkspaceConfig:
     max_compression_ratio: float = 200.0
     operators: dict[str, Operator] = field(default_factory=dict)
     data_sources: dict[str, DataSource] = field(default_factory=dict)
+    remote: RemoteSettings = RemoteSettings()
 
     @property
     def path(self) -> Path:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from audtools.config.model import CONFIG_NAME, DataSource, Operator, WorkspaceConfig
+from audtools.config.remote import check_drop, is_remote, parse_remote
 from audtools.config.templates import DEFAULT_TEMPLATE, TemplateError, compile_template
 from audtools.errors import ConfigError
 
@@ -68,9 +69,9 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     """Validate a parsed configuration dict; see :func:`load_config`."""
     problems: list[str] = []
     for key in data:
-        if key not in ("workspace", "operators", "data_sources"):
+        if key not in ("workspace", "operators", "data_sources", "sftp", "s3"):
             problems.append(
-                f"unknown section '{key}' (allowed: workspace, operators, data_sources)"
+                f"unknown section '{key}' (allowed: workspace, operators, data_sources, sftp, s3)"
             )
 
     ws = data.get("workspace", {})
@@ -93,6 +94,9 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     database = text(ws, "database", "[workspace]", "campaign.duckdb") or "campaign.duckdb"
     import_drop = text(ws, "import_drop", "[workspace]", "drops/import") or "drops/import"
     export_drop = text(ws, "export_drop", "[workspace]", "drops/export") or "drops/export"
+    for key, value in (("import_drop", import_drop), ("export_drop", export_drop)):
+        check_drop(value, key, problems)
+    remote = parse_remote(data, root, problems)
     default_operator = text(ws, "default_operator", "[workspace]", "analyst") or "analyst"
     default_region = text(ws, "default_region", "[workspace]", "US") or "US"
     if not re.fullmatch(r"[A-Z]{2}", default_region):
@@ -167,8 +171,8 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     return WorkspaceConfig(
         root=root,
         database=(root / database).resolve(),
-        import_drop=(root / import_drop).resolve(),
-        export_drop=(root / export_drop).resolve(),
+        import_drop=import_drop if is_remote(import_drop) else (root / import_drop).resolve(),
+        export_drop=export_drop if is_remote(export_drop) else (root / export_drop).resolve(),
         default_operator=default_operator,
         default_region=default_region,
         lock_timeout=float(lock_timeout),
@@ -179,6 +183,7 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
         max_compression_ratio=float(numbers["max_compression_ratio"]),
         operators=operators,
         data_sources=sources,
+        remote=remote,
     )
 
 

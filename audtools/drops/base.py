@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import abc
+import secrets
+import time
 from dataclasses import dataclass
 from typing import BinaryIO
+
+from audtools.errors import DropUnreachable
+
+__all__ = ["Drop", "DropEntry", "DropUnreachable"]
 
 
 @dataclass(frozen=True)
@@ -27,7 +33,8 @@ class DropEntry:
 class Drop(abc.ABC):
     """A flat folder of files: the import drop or the export drop.
 
-    Names are bare file names: a drop has no sub-folders that audtools reads or writes.
+    Names are bare file names: a drop has no sub-folders that audtools reads or writes. A drop
+    may hold a connection: :meth:`close` it (or use the drop as a context manager) when done.
     """
 
     #: how the drop is shown to people: a path or a URL, never a credential.
@@ -73,3 +80,35 @@ class Drop(abc.ABC):
 
     def sync(self) -> None:  # noqa: B027 - optional: a drop without durability steps does nothing
         """Make the creations, renames and removals done so far durable."""
+
+    def now(self) -> float:
+        """The drop's current time, which file ages are measured against (SPEC §4.2): the local
+        clock, unless the drop's server tells its own."""
+        return time.time()
+
+    def published_from(self, temp: str, final: str) -> bool:
+        """Whether ``final`` is the file :meth:`publish` made of ``temp`` while ``temp`` is still
+        there (a publication cut short before the temporary name went). False when unsure."""
+        return False
+
+    def check_writable(self) -> None:
+        """Create, then remove, a file under a name no one takes for an onboarding file.
+
+        Raises:
+            OSError or DropUnreachable: when the drop cannot be written.
+        """
+        name = f".audtools-check-{secrets.token_hex(6)}.tmp"
+        try:
+            with self.create(name) as fh:
+                fh.write(b"audtools check\n")
+        finally:
+            self.remove(name)
+
+    def close(self) -> None:  # noqa: B027 - optional: a drop without a connection does nothing
+        """Close the drop's connection, if it holds one."""
+
+    def __enter__(self) -> Drop:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

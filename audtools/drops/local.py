@@ -81,6 +81,15 @@ class LocalDrop(Drop):
             return
         os.unlink(src)
 
+    def published_from(self, temp: str, final: str) -> bool:
+        """Whether ``final`` and ``temp`` are one file: :meth:`publish` linked it and was cut
+        short before it unlinked ``temp``."""
+        try:
+            a, b = os.lstat(self.path / temp), os.lstat(self.path / final)
+        except FileNotFoundError:
+            return False
+        return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
+
     def remove(self, name: str) -> None:
         """Delete ``name`` if present."""
         with contextlib.suppress(FileNotFoundError):

@@ -55,24 +55,40 @@ def read_catalog(drop: Path) -> list[SharedAudience]:
     if not path.is_file():
         return []
     try:
-        data = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        content = path.read_bytes()
+    except OSError as exc:
         raise InputError(
             f"{CATALOG_NAME} cannot be read ({exc}); fix or remove it.", code="bad_catalog", file=str(path)
+        ) from None
+    return parse_catalog(content, str(path))
+
+
+def parse_catalog(content: bytes, path: str) -> list[SharedAudience]:
+    """The entries of a ``catalog.json`` whose bytes are ``content`` (read from ``path``, a
+    folder's file or a remote drop's, named in errors).
+
+    Raises:
+        InputError: ``bad_catalog`` naming the file and the entry at fault.
+    """
+    try:
+        data = json.loads(content.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise InputError(
+            f"{CATALOG_NAME} cannot be read ({exc}); fix or remove it.", code="bad_catalog", file=path
         ) from None
     except RecursionError:
         # json recurses once per nesting level: a few thousand '[' exhaust the stack.
         raise InputError(
             f"{CATALOG_NAME} cannot be read (nested too deeply); fix or remove it.",
             code="bad_catalog",
-            file=str(path),
+            file=path,
         ) from None
     segments = data.get("segments") if isinstance(data, dict) else None
     if not isinstance(segments, list):
         raise InputError(
             f'{CATALOG_NAME} must be an object with a "segments" list; fix it.',
             code="bad_catalog",
-            file=str(path),
+            file=path,
         )
     out: list[SharedAudience] = []
     for i, entry in enumerate(segments, 1):
@@ -81,7 +97,7 @@ def read_catalog(drop: Path) -> list[SharedAudience]:
             raise InputError(
                 f"{CATALOG_NAME}: segments[{i}] {problem}; fix the entry.",
                 code="bad_catalog",
-                file=str(path),
+                file=path,
             )
         out.append(
             SharedAudience(

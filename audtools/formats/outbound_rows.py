@@ -143,6 +143,17 @@ def _decompressed(stored: Any, raw: Any, name: str, size: int) -> Iterator[bytes
         raise _corrupt(name, exc) from exc
 
 
+def _stored_size(stored: Any) -> int:
+    """The size of an open file as stored: a folder's from its descriptor, a remote drop's
+    (no descriptor) by seeking to its end and back."""
+    try:
+        return os.fstat(stored.fileno()).st_size
+    except (AttributeError, OSError):
+        end = int(stored.seek(0, os.SEEK_END))
+        stored.seek(0)
+        return end
+
+
 def _content_blocks(
     path: PathLike, size: int, digest: Any = None, opener: Opener | None = None
 ) -> Iterator[bytes]:
@@ -165,7 +176,7 @@ def _content_blocks(
                 while block := raw.read(size):
                     yield block
                 return
-            if os.fstat(stored.fileno()).st_size == 0:
+            if _stored_size(stored) == 0:
                 raise _corrupt(name, "the file is empty")
             if lower.endswith(".zip") and digest is not None:
                 # A zip is read from its end: the checksum is taken in one pass first.

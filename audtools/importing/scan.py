@@ -12,13 +12,13 @@ modification times are compared here; md5 and line counts are checked while appl
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 
 import duckdb
 
+from audtools import drops
 from audtools.config import WorkspaceConfig
-from audtools.drops import Drop, DropEntry, open_drop
+from audtools.drops import Drop, DropEntry
 from audtools.errors import AudtoolsError
 from audtools.formats.outbound_info import MAX_INFO_BYTES, InfoEntry, parse_info
 from audtools.formats.outbound_names import NameMatcher, OutboundName, looks_like_batch
@@ -39,8 +39,8 @@ class DropScan:
 
 
 def import_drop(config: WorkspaceConfig) -> Drop:
-    """The workspace's import drop."""
-    return open_drop(config.import_drop, base=config.root)
+    """The workspace's import drop: a folder, SFTP or S3 (:func:`audtools.drops.import_drop`)."""
+    return drops.import_drop(config)
 
 
 class _Grouping:
@@ -148,11 +148,12 @@ def scan_drop(
         config: the workspace configuration.
         con: an open database connection.
         sources: only these data source IDs (default: all configured).
-        now: the current time in seconds since the epoch (default: the clock).
+        now: the current time in seconds since the epoch (default: the drop's clock once it is
+            listed: on S3 the time of the listing answer, elsewhere the local clock).
     """
     drop = import_drop(config)
-    now = time.time() if now is None else now
     by_source, ignored = group_drop(config, drop)
+    now = drop.now() if now is None else now
     out: dict[str, SourceBatches] = {}
     for source_id, source in config.data_sources.items():
         if sources is not None and source_id not in sources:

@@ -37,7 +37,7 @@ from typing import Any
 import tomlkit
 
 from audtools.config import CONFIG_NAME, load_config
-from audtools.errors import AudtoolsError
+from audtools.errors import AudtoolsError, RefusedError
 from audtools.samples.batches import (
     CATALOG,
     KEY_FILE,
@@ -92,7 +92,8 @@ def create_samples(
 
     Raises:
         AudtoolsError: ``workspace_not_empty`` when the workspace already has profiles;
-            ``samples_conflict`` when a data source of its own already uses a sample ``dpid``.
+            ``samples_conflict`` when a data source of its own already uses a sample ``dpid``;
+            ``refused`` when the import drop is remote (SFTP or S3: never written).
 
     Example:
         >>> summary = create_samples("demo")             # doctest: +SKIP
@@ -108,6 +109,13 @@ def create_samples(
 def _create(ws: Workspace, seed: int, history_days: int = 0) -> dict[str, Any]:
     from audtools.profiles.loading import load_profiles
 
+    drop = ws.config.import_drop
+    if not isinstance(drop, Path):
+        raise RefusedError(
+            f"The import drop of {ws.root} is remote ({drop}): samples write their batches into "
+            "the import drop, and audtools never modifies a remote one (it is AAM's). Run "
+            "'audtools samples' in a workspace whose import_drop is a folder.",
+        )
     with ws.session(purpose="samples") as con:
         row = con.execute("SELECT count(*) FROM profiles").fetchone()
     if row and row[0]:
@@ -141,7 +149,6 @@ def _create(ws: Workspace, seed: int, history_days: int = 0) -> dict[str, Any]:
     email_aes_batches(rng, by_id["samplesEmailAes"], profiles, key)
     sms_aes_batches(rng, by_id["samplesSmsAes"], profiles, key, region)
 
-    drop = ws.config.import_drop
     drop.mkdir(parents=True, exist_ok=True)
     written.append(_write_bytes(drop / "catalog.json", _json_bytes({"segments": CATALOG})))
     batch_count = 0

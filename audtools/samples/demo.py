@@ -83,6 +83,8 @@ def deliver(root: Path, folder: Path) -> list[Path]:
     from audtools.workspace import as_workspace
 
     drop = as_workspace(root).config.import_drop
+    if not isinstance(drop, Path):
+        raise ValueError("the demo plays its deliveries into a folder drop, not a remote one")
     drop.mkdir(parents=True, exist_ok=True)
     moved = []
     for path in sorted(folder.iterdir()):

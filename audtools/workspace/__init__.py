@@ -91,7 +91,7 @@ class Workspace:
                 os.chmod(self.config.database, 0o600)
             try:
                 con = store.migrate(self.config.database, con)
-                settle_pending_exports(self, con)
+                settle_pending_exports(self, con, writes_export_drop=purpose == "export")
                 yield con
             finally:
                 con.close()

@@ -33,7 +33,8 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import pyarrow as pa
 
-from audtools.drops import Drop, DropEntry, open_drop
+from audtools import drops
+from audtools.drops import Drop, DropUnreachable
 from audtools.errors import AudtoolsError, ErrorCode, describe
 from audtools.formats import onboarding
 from audtools.workspace import database as store
@@ -56,9 +57,9 @@ log = logging.getLogger("audtools")
 
 
 def export_drop(ws: Workspace, record: dict[str, Any] | None = None) -> Drop:
-    """The drop of a pending export (its recorded location), or the workspace's export drop."""
-    location = (record or {}).get("drop") or ws.config.export_drop
-    return open_drop(location, base=ws.root)
+    """The drop of a pending export (its recorded location), or the workspace's export drop: a
+    folder, SFTP or S3, with the workspace's ``[sftp]``/``[s3.export]`` settings."""
+    return drops.export_drop(ws.config, (record or {}).get("drop"))
 
 
 def save_record(
@@ -173,7 +174,12 @@ def roll_back(
     """
     run_id = record["run_id"]
     drop = export_drop(ws, record)
-    _remove_files(drop, record, also_delete)
+    try:
+        _remove_files(drop, record, also_delete)
+    except DropUnreachable:
+        # The record stays: the next command that can reach the drop removes the files.
+        log.warning("export %s: its files cannot be removed now; it stays pending", run_id)
+        raise
     forget_record(con, run_id)
     if error is not None:
         code, message = describe(error)
@@ -202,8 +208,9 @@ def _remove_files(drop: Drop, record: dict[str, Any], also_delete: Iterable[str]
     for part in record.get("parts", []):
         temp, final = drop.stat(part["temp"]), drop.stat(part["final"])
         if temp is not None:
-            if final is not None and _same_file(temp, final):
-                drop.remove(part["final"])  # linked, not yet unlinked: both names are ours
+            if final is not None and drop.published_from(part["temp"], part["final"]):
+                # Published, but cut short before the temporary name went: both are ours.
+                drop.remove(part["final"])
             drop.remove(part["temp"])
         elif final is not None and part.get("size") is not None and final.size == part["size"]:
             # Renamed by this export: sizes are recorded before any rename.
@@ -225,16 +232,12 @@ def _remove_files(drop: Drop, record: dict[str, Any], also_delete: Iterable[str]
     drop.sync()
 
 
-def _same_file(a: DropEntry, b: DropEntry) -> bool:
-    """Whether two names are links to one file: a hard link shares its size and its time (to
-    the nanosecond); a file another program wrote under the final name does not."""
-    return a.size == b.size and a.mtime == b.mtime
-
-
 # -- settling -----------------------------------------------------------------------------------
 
 
-def settle_pending_exports(ws: Workspace, con: duckdb.DuckDBPyConnection) -> None:
+def settle_pending_exports(
+    ws: Workspace, con: duckdb.DuckDBPyConnection, *, writes_export_drop: bool = True
+) -> None:
     """Complete or remove every export a crash interrupted (called by every session first).
 
     An export whose parts all reached their final names is rolled forward: leftover temporary
@@ -243,8 +246,18 @@ def settle_pending_exports(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Non
     renamed are deleted, its record dropped, and ``result.json`` says it failed
     (``interrupted``).
 
+    An export whose drop cannot be reached stays pending (SPEC §2.2): a command that writes the
+    export drop fails; any other goes on, with a warning.
+
+    Args:
+        ws: the workspace.
+        con: the session's connection.
+        writes_export_drop: whether the command writes the export drop (``export``).
+
     Raises:
-        AudtoolsError: ``unsettled_export`` when an interrupted export's files cannot be removed.
+        AudtoolsError: ``unsettled_export`` when an interrupted export's files cannot be removed;
+            ``drop_unreachable`` when the export drop cannot be reached and
+            ``writes_export_drop`` is set.
     """
     rows = con.execute(
         "SELECT run_id, record FROM pending_exports ORDER BY created_at, run_id"
@@ -254,25 +267,39 @@ def settle_pending_exports(ws: Workspace, con: duckdb.DuckDBPyConnection) -> Non
             record = json.loads(text)
         except (TypeError, ValueError):
             record = {"run_id": run_id, "parts": [], "transitions": []}
-        drop = export_drop(ws, record)
-        state = record.get("state")
-        if state == "committed":
-            log.warning("completing export %s (committed before an interruption)", run_id)
-            _finish(ws, con, record)
-        elif state == "written" and _parts_final(record, drop):
-            log.warning("rolling forward export %s: all its files are in place", run_id)
-            try:
-                _roll_forward(con, record, drop)
-            except Exception as exc:  # noqa: BLE001 - a part that cannot be read back: undo instead
-                log.error("export %s cannot be rolled forward (%s); rolling it back", run_id, exc)
-                _settle_back(ws, con, record, exc)
-            else:
-                _finish(ws, con, record)
-        else:
+        try:
+            _settle(ws, con, record)
+        except DropUnreachable as exc:
+            if writes_export_drop:
+                raise
             log.warning(
-                "rolling back export %s: interrupted before its files were in place", run_id
+                "export %s is still pending: %s It is settled by the next command once the drop "
+                "can be reached; an export fails until then.", run_id, exc.message
             )
-            _settle_back(ws, con, record, None)
+
+
+def _settle(ws: Workspace, con: duckdb.DuckDBPyConnection, record: dict[str, Any]) -> None:
+    """Complete or remove one interrupted export (see :func:`settle_pending_exports`)."""
+    run_id = record["run_id"]
+    drop = export_drop(ws, record)
+    state = record.get("state")
+    if state == "committed":
+        log.warning("completing export %s (committed before an interruption)", run_id)
+        _finish(ws, con, record)
+    elif state == "written" and _parts_final(record, drop):
+        log.warning("rolling forward export %s: all its files are in place", run_id)
+        try:
+            _roll_forward(con, record, drop)
+        except DropUnreachable:
+            raise  # not a reason to undo: the export stays pending until the drop is back
+        except Exception as exc:  # noqa: BLE001 - a part that cannot be read back: undo instead
+            log.error("export %s cannot be rolled forward (%s); rolling it back", run_id, exc)
+            _settle_back(ws, con, record, exc)
+        else:
+            _finish(ws, con, record)
+    else:
+        log.warning("rolling back export %s: interrupted before its files were in place", run_id)
+        _settle_back(ws, con, record, None)
 
 
 def _parts_final(record: dict[str, Any], drop: Drop) -> bool:
