@@ -45,6 +45,7 @@ class ImportResult:
     started_at: str = ""
     finished_at: str = ""
     outcomes: pa.Table | None = field(default=None, repr=False)
+    rejects_kept: int = 0
 
     @property
     def unmatched(self) -> int:
@@ -68,6 +69,7 @@ class ImportResult:
             },
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
+            "rejects_kept": self.rejects_kept,
             "members": self.members,
             "undecryptable": self.undecryptable,
             "matched": self.matched,
