@@ -44,12 +44,16 @@ import pyarrow.compute as pc
 from audtools.errors import RefusedError
 
 __all__ = [
-    "DEFAULT_MAX_FILE_BYTES", "OnboardingName", "PartPlan", "file_name", "free_timestamp",
+    "DEFAULT_MAX_FILE_BYTES", "MAX_FILE_BYTES", "MAX_ROW_BYTES", "OnboardingName", "PartPlan", "file_name", "free_timestamp",
     "parse_name", "part_names", "plan_parts", "read_ids", "read_rows", "row_suffix", "temp_name",
     "write_parts",
 ]
 
 DEFAULT_MAX_FILE_BYTES = 10**9
+MAX_FILE_BYTES = 5 * 10**9
+"""The largest ``--max-file-bytes``: AAM's limit on an onboarding file."""
+MAX_ROW_BYTES = 102_400
+"""AAM drops longer lines (without the line end): an ID whose row would be longer is not written."""
 """1 GB of uncompressed rows per file (SPEC §6.5)."""
 
 _NAME = re.compile(
@@ -177,6 +181,11 @@ def temp_name(run_id: str, index: int) -> str:
 def row_suffix(sid: int) -> str:
     """What follows the ID in each row: ``<TAB>d_sid=SID<LF>``."""
     return f"\td_sid={int(sid)}\n"
+
+
+def max_id_bytes(sid: int) -> int:
+    """The longest ID, in UTF-8 bytes, whose row fits AAM's line limit (:data:`MAX_ROW_BYTES`)."""
+    return MAX_ROW_BYTES - len(row_suffix(sid).rstrip("\n").encode())
 
 
 def plan_parts(lengths: np.ndarray, sid: int, max_file_bytes: int) -> list[PartPlan]:
