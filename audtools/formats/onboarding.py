@@ -50,14 +50,16 @@ __all__ = [
 ]
 
 DEFAULT_MAX_FILE_BYTES = 10**9
+"""1 GB of uncompressed rows per file (SPEC §6.5)."""
 MAX_FILE_BYTES = 5 * 10**9
 """The largest ``--max-file-bytes``: AAM's limit on an onboarding file."""
 MAX_ROW_BYTES = 102_400
 """AAM drops longer lines (without the line end): an ID whose row would be longer is not written."""
-"""1 GB of uncompressed rows per file (SPEC §6.5)."""
+GLOBAL_DPIDS = frozenset({20914, 20915})
+"""AAM's global data sources (Android, iOS): their onboarding files name a target data owner."""
 
 _NAME = re.compile(
-    r"ftp_dpm_(?P<dpid>[0-9]+)_(?P<ts>[0-9]{10})\.sync(?:\.(?P<part>[1-9][0-9]*))?(?P<gz>\.gz)?"
+    r"ftp_dpm_(?P<dpid>[0-9]+)(?:_(?P<owner>[0-9]+))?_(?P<ts>[0-9]{10})\.sync(?:\.(?P<part>[1-9][0-9]*))?(?P<gz>\.gz)?"
 )
 _WRITE_BLOCK = 8 << 20  # bytes gathered before one write() call
 _GZIP_LEVEL = 6
@@ -66,18 +68,19 @@ _GZIP_MAGIC = b"\x1f\x8b"
 
 @dataclass(frozen=True)
 class OnboardingName:
-    """The parts of an onboarding file name ``ftp_dpm_DPID_TIMESTAMP.sync[.N][.gz]``."""
+    """The parts of an onboarding file name ``ftp_dpm_DPID[_OWNER]_TIMESTAMP.sync[.N][.gz]``."""
 
     name: str
     dpid: int
     timestamp: int
     part: int | None
     gzip: bool
+    owner: int | None = None
 
     @property
     def root(self) -> str:
-        """``ftp_dpm_DPID_TIMESTAMP``: what all parts of one export share."""
-        return f"ftp_dpm_{self.dpid}_{self.timestamp:010d}"
+        """``ftp_dpm_DPID[_OWNER]_TIMESTAMP``: what all parts of one export share."""
+        return f"{_prefix(self.dpid, self.owner)}{self.timestamp:010d}"
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,18 @@ class PartPlan:
         return self.stop - self.start
 
 
-def file_name(dpid: int, timestamp: int, part: int | None = None, *, gzip: bool = False) -> str:
+def _prefix(dpid: int, owner: int | None) -> str:
+    return f"ftp_dpm_{int(dpid)}_" + ("" if owner is None else f"{int(owner)}_")
+
+
+def file_name(
+    dpid: int,
+    timestamp: int,
+    part: int | None = None,
+    *,
+    gzip: bool = False,
+    owner: int | None = None,
+) -> str:
     """The onboarding file name of a data source, a time and an optional part number.
 
     Args:
@@ -102,22 +116,27 @@ def file_name(dpid: int, timestamp: int, part: int | None = None, *, gzip: bool 
         timestamp: UTC seconds (10 digits).
         part: the part number (from 1), or None for a file that is not split.
         gzip: whether the file is gzip-compressed.
+        owner: the data source's ``target_data_owner`` (AAM's global data sources need one).
 
     Example:
         >>> file_name(14016, 1764359400, 3)
         'ftp_dpm_14016_1764359400.sync.3'
+        >>> file_name(20915, 1764359400, owner=14016)
+        'ftp_dpm_20915_14016_1764359400.sync'
     """
-    name = f"ftp_dpm_{int(dpid)}_{int(timestamp):010d}.sync"
+    name = f"{_prefix(dpid, owner)}{int(timestamp):010d}.sync"
     if part is not None:
         name += f".{int(part)}"
     return name + (".gz" if gzip else "")
 
 
-def part_names(dpid: int, timestamp: int, parts: int, *, gzip: bool = False) -> list[str]:
+def part_names(
+    dpid: int, timestamp: int, parts: int, *, gzip: bool = False, owner: int | None = None
+) -> list[str]:
     """The names of an export of ``parts`` parts: ``.sync`` for one, ``.sync.1`` … for more."""
     if parts == 1:
-        return [file_name(dpid, timestamp, gzip=gzip)]
-    return [file_name(dpid, timestamp, n, gzip=gzip) for n in range(1, parts + 1)]
+        return [file_name(dpid, timestamp, gzip=gzip, owner=owner)]
+    return [file_name(dpid, timestamp, n, gzip=gzip, owner=owner) for n in range(1, parts + 1)]
 
 
 def parse_name(name: str) -> OnboardingName | None:
@@ -136,11 +155,18 @@ def parse_name(name: str) -> OnboardingName | None:
         timestamp=int(m["ts"]),
         part=int(m["part"]) if m["part"] else None,
         gzip=m["gz"] is not None,
+        owner=int(m["owner"]) if m["owner"] else None,
     )
 
 
 def free_timestamp(
-    existing: Collection[str], dpid: int, start: int, parts: int, *, gzip: bool = False
+    existing: Collection[str],
+    dpid: int,
+    start: int,
+    parts: int,
+    *,
+    gzip: bool = False,
+    owner: int | None = None,
 ) -> int:
     """The first timestamp from ``start`` at which every part name of the export is free.
 
@@ -153,7 +179,7 @@ def free_timestamp(
         1764359401
     """
     taken: set[int] = set()
-    prefix = f"ftp_dpm_{int(dpid)}_"
+    prefix = _prefix(dpid, owner)
     for name in existing:
         if name.startswith(prefix):
             digits = name[len(prefix) : len(prefix) + 10]
@@ -164,7 +190,9 @@ def free_timestamp(
             ):
                 taken.add(int(digits))
     ts = int(start)
-    while ts in taken or any(n in existing for n in part_names(dpid, ts, parts, gzip=gzip)):
+    while ts in taken or any(
+        n in existing for n in part_names(dpid, ts, parts, gzip=gzip, owner=owner)
+    ):
         ts += 1
     return ts
 
