@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 DEMO   := data/demo
 
-.PHONY: setup demo test lint bench bench-quick clean
+.PHONY: setup demo test lint bench bench-quick fuzz clean
 
 $(BIN)/audtools: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -40,3 +40,6 @@ bench: setup  ## the benchmark at 10 M IDs (data generated once into benchmarks/
 
 bench-quick: setup  ## the benchmark at 100,000 IDs, under a minute
 	$(BIN)/python benchmarks/run.py --quick
+
+fuzz: setup  ## a million generated inputs through the row, .info and catalog readers (10-20 min)
+	$(BIN)/python fuzz/fuzz_readers.py --examples 1000000

@@ -9,6 +9,7 @@ from typing import Any
 from audtools.config import WorkspaceConfig
 from audtools.drops import DropUnreachable, export_drop, import_drop
 from audtools.errors import AudtoolsError
+from audtools.formats.onboarding import GLOBAL_DPIDS
 from audtools.workspace import Workspace, as_workspace
 
 
@@ -47,6 +48,12 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
             warnings.append(f"import drop: {ignored.name} is ignored: {ignored.reason}")
     for source in cfg.data_sources.values():
         status = "ok"
+        if source.dpid in GLOBAL_DPIDS and source.target_data_owner is None:
+            warnings.append(
+                f"data source {source.id}: dpid {source.dpid} is one of AAM's global data "
+                "sources, whose onboarding files need a target data owner: set "
+                "target_data_owner (the AAM data source that owns the data)"
+            )
         if source.reconciliation == "declared_id" and source.reconciliation_key not in columns:
             message = (
                 f"data source {source.id}: the profiles have no column "

@@ -201,6 +201,7 @@ REFUSALS = [
     ({"where": "age + 1"}, "bad_condition"),
     ({"max_file_bytes": 0}, "bad_max_file_bytes"),
     ({"max_file_bytes": 40}, "bad_max_file_bytes"),  # shorter than one row
+    ({"max_file_bytes": 5 * 10**9 + 1}, "bad_max_file_bytes"),  # over AAM's limit
 ]
 
 
@@ -270,6 +271,7 @@ JSON_KEYS = [
     "profiles_without_id",
     "ids_exported",
     "ids_already_shared",
+    "ids_too_long",
     "files",
     "available_from",
     "available_to",
@@ -850,3 +852,32 @@ def test_transitions_not_kept_say_so(ws: Workspace, tmp_path: Path) -> None:
         r.outbound_transition  # noqa: B018
     assert info.value.code == "transitions_not_kept"
     assert (tmp_path / "c.csv").read_text() == "profile_id\np04\np06\n"
+
+
+def test_ids_over_aams_line_limit_are_not_written(ws: Workspace, tmp_path: Path) -> None:
+    """SPEC §6.5: a row over 102,400 bytes (without its line end) is not written, not recorded as
+    shared, and counted in ids_too_long; a profile left without an ID is without an ID."""
+    limit = 102_400 - len(f"\td_sid={NEW_SID}")
+    fits, too_long = "F" * limit, "L" * (limit + 1)
+    (tmp_path / "long.csv").write_text(f"profile_id,crm_id\np10,{fits}\np11,{too_long}\n")
+    load_profiles(ws, tmp_path / "long.csv")
+    r = export(ws, data_source="crmDeclaredId", segment_name="Long")
+    assert r.shared_audience.sid == NEW_SID
+    assert (r.ids_exported, r.ids_too_long, r.profiles_without_id) == (8, 1, 2)
+    assert r.to_json()["ids_too_long"] == 1
+    data = b"".join((ws.config.export_drop / f).read_bytes() for f in r.files)
+    assert max(len(line) for line in data.splitlines()) == 102_400
+    assert too_long.encode() not in data
+    again = export(ws, data_source="crmDeclaredId", shared_audience=NEW_SID)
+    assert (again.ids_exported, again.ids_already_shared, again.ids_too_long) == (0, 8, 1)
+
+
+def test_max_file_bytes_over_aams_limit_is_refused_by_the_parser(ws: Workspace) -> None:
+    from click.testing import CliRunner
+
+    from audtools.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["export", "-w", str(ws.root), "--segment-name", "X",
+                                      "--data-source", "defaultDataSource",
+                                      "--max-file-bytes", "5000000001"])
+    assert result.exit_code == 2 and "5000000001" in result.output

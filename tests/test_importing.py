@@ -288,7 +288,7 @@ def test_repository_sample_files_import_as_their_readme_says(tmp_path: Path, run
 
 
 SPEC_KEYS = [
-    "run_id", "audience", "rows_read", "rows_rejected", "members", "undecryptable", "matched",
+    "run_id", "audience", "rows_read", "rows_rejected", "rejects_kept", "members", "undecryptable", "matched",
     "unmatched", "profiles", "addresses", "match_rate", "unmatched_reasons", "batches_applied",
     "batches_waiting", "batches_skipped", "available_from", "available_to", "dry_run",
 ]

@@ -195,3 +195,54 @@ def test_read_ids_refuses_a_row_of_another_segment(tmp_path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ValueError, match="newline"):
         read_back(path, 9)
+
+
+# -- target_data_owner (SPEC §6.5): AAM's global data sources ----------------------------------
+
+
+def test_names_with_a_target_data_owner() -> None:
+    from audtools.formats import onboarding as ob
+
+    name = ob.file_name(20915, 1764359400, 2, gzip=True, owner=14016)
+    assert name == "ftp_dpm_20915_14016_1764359400.sync.2.gz"
+    parsed = ob.parse_name(name)
+    assert parsed is not None
+    assert (parsed.dpid, parsed.owner, parsed.timestamp, parsed.part) == (20915, 14016, 1764359400, 2)
+    assert parsed.root == "ftp_dpm_20915_14016_1764359400"
+    plain = ob.parse_name("ftp_dpm_20915_1764359400.sync")
+    assert plain is not None and (plain.dpid, plain.owner) == (20915, None)
+    taken = {"ftp_dpm_20915_14016_1764359400.sync"}
+    assert ob.free_timestamp(taken, 20915, 1764359400, 1, owner=14016) == 1764359401
+    assert ob.free_timestamp(taken, 20915, 1764359400, 1) == 1764359400
+
+
+def _global_workspace(tmp_path: Path, owner: str) -> Path:
+    from audtools.workspace import init_workspace
+
+    root = tmp_path / "ws"
+    init_workspace(root)
+    with open(root / "audtools.toml", "a", encoding="utf-8") as fh:
+        fh.write(f'\n[[data_sources]]\nid = "ios"\ndpid = 20915\nreconciliation = "visitor_id"\n{owner}')
+    return root
+
+
+def test_check_warns_when_a_global_data_source_has_no_owner(tmp_path: Path) -> None:
+    from audtools.checks import check_workspace
+
+    warnings = check_workspace(_global_workspace(tmp_path, ""))["warnings"]
+    assert any("ios" in w and "target_data_owner" in w for w in warnings)
+
+
+def test_export_names_the_target_data_owner(tmp_path: Path) -> None:
+    from audtools.checks import check_workspace
+    from audtools.exporting.flow import export_audience
+    from audtools.profiles.loading import load_profiles
+
+    root = _global_workspace(tmp_path, "target_data_owner = 14016\n")
+    assert not any("target_data_owner" in w for w in check_workspace(root)["warnings"])
+    (tmp_path / "p.csv").write_text("profile_id\np1\n")
+    (tmp_path / "v.csv").write_text(f"profile_id,visitor_id\np1,{'9' * 38}\n")
+    load_profiles(root, tmp_path / "p.csv", visitors=tmp_path / "v.csv")
+    r = export_audience(root, segment_name="Apps", data_source="ios", progress=False)
+    assert len(r.files) == 1 and r.files[0].startswith("ftp_dpm_20915_14016_")
+    assert (root / "drops/export" / r.files[0]).read_bytes() == f"{'9' * 38}\td_sid=1\n".encode()

@@ -799,3 +799,71 @@ def test_missing_file_is_an_input_error(tmp_path: Path) -> None:
         list(OutboundReader(tmp_path / "ftp_1_2_iter_1486140844000.sync", id_rule="visitor_id"))
     assert info.value.code == "bad_input"
     assert "ftp_1_2_iter_1486140844000.sync cannot be read" in str(info.value)
+
+
+# -- Formats: header rows, separators, %3A (issue 12 items 7 to 9) ---------------------------------
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 5, 1 << 20])
+def test_header_rows_are_lines_not_rows(tmp_path: Path, chunk_bytes: int) -> None:
+    """SPEC §4.1: the first outbound_header_rows lines, after a BOM, blank or not, are a header."""
+    vid = "4" * 38
+    content = f"\ufeffID\tSEGMENTS\n\n{vid}\t5\nbad\n".encode()
+    path = tmp_path / "ftp_1_2_full_1486140844000.sync"
+    path.write_bytes(content)
+    reader = OutboundReader(path, id_rule="visitor_id", header_rows=2, chunk_bytes=chunk_bytes)
+    chunks = list(reader)
+    assert [r for c in chunks for r in c.pairs.to_pylist()] == [{"line": 3, "id": vid, "sid": 5, "op": 1}]
+    assert [r for c in chunks for r in c.rejects.to_pylist()] == [{"line": 4, "reason": "bad_syntax"}]
+    assert (reader.rows_total, reader.newline_count) == (2, 4)
+    path.write_bytes(b"only a header")
+    reader = OutboundReader(path, id_rule="visitor_id", header_rows=3)
+    assert list(reader) == [] and reader.rows_total == 0 and reader.last_line_open
+
+
+@both_parsers
+@pytest.mark.parametrize(
+    ("separator", "content", "pairs"),
+    [
+        (";", b"A\t1;2\t3\n", [("A", 1, 1), ("A", 2, 1), ("A", 3, 0)]),
+        (";", b"A 1 ; 2\n", [("A", 1, 1), ("A", 2, 1)]),
+        ("|", b"A\t1| 2|\n", [("A", 1, 1), ("A", 2, 1)]),
+        (" ", b"123456 105955 101183\n", [("123456", 105955, 1), ("123456", 101183, 1)]),
+        (" ", b"A\t1 2\t3\n", [("A", 1, 1), ("A", 2, 1), ("A", 3, 0)]),
+        (",", b"A;B\t1\n", [("A;B", 1, 1)]),
+    ],
+)
+def test_separators(tmp_path: Path, separator: str, content: bytes, pairs: list, simple: bool) -> None:
+    path = tmp_path / "ftp_1_2_full_1486140844000.sync"
+    path.write_bytes(content)
+    reader = OutboundReader(path, id_rule="declared_id", separator=separator)
+    reader._simple = simple
+    got = [(r["id"], r["sid"], r["op"]) for c in reader for r in c.pairs.to_pylist()]
+    assert got == pairs and reader.rejected_total == 0
+
+
+def test_a_comma_is_not_a_token_under_another_separator(tmp_path: Path) -> None:
+    path = tmp_path / "ftp_1_2_full_1486140844000.sync"
+    path.write_bytes(b"A\t1,2\n")
+    reader = OutboundReader(path, id_rule="declared_id", separator=";")
+    assert [r for c in reader for r in c.rejects.to_pylist()] == [{"line": 1, "reason": "bad_segment"}]
+
+
+@both_parsers
+def test_encoded_colon_is_a_bad_declared_id(tmp_path: Path, simple: bool) -> None:
+    """SPEC §3: AAM forbids ``:`` and ``%3A`` in any case in DPUUIDs; columns agree."""
+    from audtools.columns.identifiers import is_declared_id
+
+    ids = ["a%3Ab", "a%3ab", "%3A", "a%3", "a%b", "a%3Bb"]
+    path = tmp_path / "ftp_1_2_full_1486140844000.sync"
+    path.write_bytes("".join(f"{i}\t1\n" for i in ids).encode())
+    reader = OutboundReader(path, id_rule="declared_id")
+    reader._simple = simple
+    kept = [r["id"] for c in reader for r in c.pairs.to_pylist()]
+    assert kept == ["a%3", "a%b", "a%3Bb"]
+    assert kept == [i for i, ok in zip(ids, is_declared_id(pa.array(ids)).to_pylist(), strict=True) if ok]
+
+
+def test_separator_is_checked() -> None:
+    with pytest.raises(ValueError, match="separator"):
+        OutboundReader("x.sync", id_rule="visitor_id", separator="/")

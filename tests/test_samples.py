@@ -43,7 +43,7 @@ def _content(path: Path) -> bytes:
 def test_writes_every_file(made: tuple[Path, dict[str, Any]]) -> None:
     root, summary = made
     assert summary["profiles"] == 3000
-    assert summary["batches"] == 6
+    assert summary["batches"] == 7
     assert summary["samples_json"] == str(root / "samples.json")
     for name in summary["files"]:
         assert (root / name).is_file(), name
@@ -54,12 +54,23 @@ def test_writes_every_file(made: tuple[Path, dict[str, Any]]) -> None:
         "ftp_56390_24016_full_1764288000000-2.sync",
         "ftp_56390_24016_full_1764288000000.info",
         "ftp_56390_24016_iter_1764374400000.sync",
+        # The seconds Format: a 10-digit timestamp, then the split number.
+        "ftp_56395_24021_full_1764288000001.sync.gz",
+        "ftp_56395_24021_full_1764288000002.sync",
+        "ftp_56395_24021_full_1764288000.info",
     ):
         assert (drop / name).is_file(), name
     for dpid in (24017, 24018, 24019, 24020):
         assert list(drop.glob(f"ftp_*_{dpid}_full_*.sync*")), dpid
     assert (root / "samples" / "profiles.csv").is_file()
     assert (root / "samples" / "visitors.csv").is_file()
+
+
+def test_the_seconds_format_parts_start_with_a_header(made: tuple[Path, dict[str, Any]]) -> None:
+    root, _ = made
+    drop = root / "drops" / "import"
+    for name in ("ftp_56395_24021_full_1764288000001.sync.gz", "ftp_56395_24021_full_1764288000002.sync"):
+        assert _content(drop / name).startswith(b"ID\tSEGMENTS\tREMOVED\n"), name
 
 
 def test_catalog_has_segments_a_trait_and_a_rule(made: tuple[Path, dict[str, Any]]) -> None:
@@ -130,6 +141,13 @@ def test_config_keeps_its_comments_and_gains_the_sources(
         "sms",
         "hex",
     )
+    app = sources["samplesAppVisitorId"]
+    assert (app.dpid, app.outbound_header_rows, app.name_template.text, app.name_template.timestamp) == (
+        24021,
+        1,
+        "<SYNC_TYPE>_<ORDER_ID>_<MASTER_DPID>_<SYNC_MODE>_<TIMESTAMP>",
+        "seconds",
+    )
     assert email.iv is not None and sms.iv is not None and email.iv != sms.iv
     assert email.label == "Samples - Email - Encrypted Declared ID"
 
@@ -171,8 +189,8 @@ def test_info_files_agree_with_their_files(made: tuple[Path, dict[str, Any]]) ->
     root, _ = made
     drop = root / "drops" / "import"
     infos = sorted(drop.glob("*.info"))
-    assert len(infos) == 6
-    assert sum(_check_info(info) for info in infos) == 8
+    assert len(infos) == 7
+    assert sum(_check_info(info) for info in infos) == 10
     listed = {e["FileName"] for i in infos for e in json.loads(i.read_text())["Files"]}
     assert listed == {p.name for p in drop.glob("*.sync*")}
     assert gzip.decompress((drop / "ftp_56390_24016_full_1764288000000-1.sync.gz").read_bytes())
@@ -252,8 +270,8 @@ def test_expected_counts_are_consistent(made: tuple[Path, dict[str, Any]]) -> No
     root, _ = made
     doc = _samples_json(root)
     imports = doc["imports"]
-    assert len(imports) == 8
-    assert len({imp["label"] for imp in imports}) == 8
+    assert len(imports) == 9
+    assert len({imp["label"] for imp in imports}) == 9
     forced = [imp for imp in imports if imp["force_reconciliation"]]
     assert {imp["data_source"] for imp in forced} == {"samplesEmailAes", "samplesSmsAes"}
     for imp in imports:

@@ -40,9 +40,10 @@ from audtools.cli.common import (
               help="Write transition values as they are, even those a spreadsheet would run as "
                    "formulas (=, @, +, -); for programs, not spreadsheets.")
 @click.option("--gzip", "gzip", is_flag=True, help="Write .sync.gz files.")
-@click.option("--max-file-bytes", "max_file_bytes", type=click.IntRange(min=1), metavar="N",
-              default=10**9, show_default=True,
-              help="Split the onboarding file above this many uncompressed bytes.")
+@click.option("--max-file-bytes", "max_file_bytes", type=click.IntRange(min=1, max=5 * 10**9),
+              metavar="N", default=10**9, show_default=True,
+              help="Split the onboarding file above this many uncompressed bytes "
+                   "(at most 5000000000, AAM's limit).")
 @click.option("--operator", help="The operator (default: the workspace's default_operator).")
 @click.option("--dry-run", is_flag=True, help="Count; write nothing.")
 @workspace_options

@@ -52,6 +52,7 @@ class DataSource:
     outbound_header_rows: int = 0
     outbound_separator: str = ","
     outbound_info: InfoPolicy = "optional"
+    target_data_owner: int | None = None
 
     @property
     def name_template(self) -> NameTemplate:

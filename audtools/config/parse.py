@@ -52,6 +52,7 @@ _SOURCE_KEYS = {
     "outbound_header_rows",
     "outbound_separator",
     "outbound_info",
+    "target_data_owner",
 }
 _CHOICES: dict[str, tuple[str, ...]] = {
     "reconciliation": ("visitor_id", "declared_id"),
@@ -321,6 +322,7 @@ def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSourc
 
     dpid = integer("dpid", True)
     destination_id = integer("destination_id", False)
+    owner = integer("target_data_owner", False)
     label = text(src, "label", where, ident) or ident
     if "reconciliation" not in src:
         problems.append(f"{where}: 'reconciliation' is required (visitor_id or declared_id)")
@@ -360,6 +362,7 @@ def _parse_source(src: Any, i: int, problems: list[str], text: Any) -> DataSourc
         label=label,
         dpid=dpid,
         destination_id=destination_id,
+        target_data_owner=owner,
         reconciliation=reconciliation,  # type: ignore[arg-type]
         reconciliation_key=key_column,
         hash=hash_mode,  # type: ignore[arg-type]

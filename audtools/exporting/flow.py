@@ -88,10 +88,11 @@ def _refusals(
     if (
         isinstance(max_file_bytes, bool)
         or not isinstance(max_file_bytes, int)
-        or max_file_bytes < 1
+        or not 1 <= max_file_bytes <= onboarding.MAX_FILE_BYTES
     ):
         raise RefusedError(
-            f"--max-file-bytes must be a whole number of bytes, 1 or more (got {max_file_bytes!r}).",
+            "--max-file-bytes must be a whole number of bytes, from 1 to "
+            f"{onboarding.MAX_FILE_BYTES} (AAM's limit) (got {max_file_bytes!r}).",
             code="bad_max_file_bytes",
         )
     key = None
@@ -328,6 +329,7 @@ def _result(
         profiles_without_id=prep.profiles_targeted - prep.profiles_exported,
         ids_exported=prep.ids_exported,
         ids_already_shared=prep.ids_already_shared,
+        ids_too_long=prep.ids_too_long,
         files=[],
         available_from=available_from,
         available_to=available_to,

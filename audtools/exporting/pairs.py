@@ -48,6 +48,7 @@ class Prepared:
     profiles_exported: int
     ids_exported: int
     ids_already_shared: int
+    ids_too_long: int
     new_ids: pa.Table  # one column "id", in the order the rows are written
     parts: list[onboarding.PartPlan]
 
@@ -75,6 +76,7 @@ def prepare(
     drop_temporaries(con)
     _target(con, condition)
     _pairs(ws, con, source, condition, key)
+    too_long = _drop_too_long(con, source, sid)
     _new(con, source, sid)
     # A profile has one declared ID per data source at most, but may have many visitor IDs.
     exported_sql = (
@@ -91,6 +93,7 @@ def prepare(
         profiles_exported=int(exported),
         ids_exported=new_ids.num_rows,
         ids_already_shared=int(ids_total) - new_ids.num_rows,
+        ids_too_long=too_long,
         new_ids=new_ids,
         parts=onboarding.plan_parts(lengths, sid, max_file_bytes),
     )
@@ -137,6 +140,35 @@ def _pairs(
         con.execute(f"CREATE TEMP TABLE _x_pairs AS {keys}", [source.id])
     else:
         _encrypt_pairs(con, keys, source, key)
+
+
+def _drop_too_long(con: duckdb.DuckDBPyConnection, source: DataSource, sid: int) -> int:
+    """Leave out of ``_x_pairs`` the IDs whose row would pass AAM's line limit (SPEC §6.5).
+
+    They are not written and not recorded as shared; a profile left without an ID counts in
+    ``profiles_without_id``. Returns how many distinct IDs were left out. Visitor IDs (38
+    digits) always fit: only declared IDs are measured.
+    """
+    if source.reconciliation != "declared_id":
+        return 0
+    limit = onboarding.max_id_bytes(sid)
+    longest = con.execute("SELECT max(strlen(id)) FROM _x_pairs").fetchall()[0][0]
+    if longest is None or longest <= limit:
+        return 0
+    too_long = con.execute(
+        f"SELECT count(DISTINCT id) FROM _x_pairs WHERE strlen(id) > {int(limit)}"
+    ).fetchall()[0][0]
+    con.execute(
+        "CREATE TEMP TABLE _x_fitting AS SELECT profile_id, id FROM _x_pairs "
+        f"WHERE strlen(id) <= {int(limit)}"
+    )
+    for kind in ("VIEW", "TABLE"):
+        with contextlib.suppress(duckdb.Error):
+            con.execute(f"DROP {kind} IF EXISTS _x_pairs")
+    with contextlib.suppress(duckdb.Error, KeyError):
+        con.unregister("_x_pairs")
+    con.execute("ALTER TABLE _x_fitting RENAME TO _x_pairs")
+    return int(too_long)
 
 
 def _new(con: duckdb.DuckDBPyConnection, source: DataSource, sid: int) -> None:

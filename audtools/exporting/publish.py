@@ -132,10 +132,11 @@ def _final_names(
     if not parts:
         return []
     existing = {entry.name for entry in drop.list()}
+    owner = source.target_data_owner
     stamp = onboarding.free_timestamp(
-        existing, source.dpid, int(started.timestamp()), parts, gzip=gzip
+        existing, source.dpid, int(started.timestamp()), parts, gzip=gzip, owner=owner
     )
-    return onboarding.part_names(source.dpid, stamp, parts, gzip=gzip)
+    return onboarding.part_names(source.dpid, stamp, parts, gzip=gzip, owner=owner)
 
 
 def _new_record(

@@ -40,6 +40,7 @@ class ExportResult:
     finished_at: str = ""
     outbound: pa.Table | None = field(default=None, repr=False)
     complement: pa.Table | None = field(default=None, repr=False)
+    ids_too_long: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The object ``audtools export --json`` prints (SPEC §6)."""
@@ -56,6 +57,7 @@ class ExportResult:
             "profiles_without_id": self.profiles_without_id,
             "ids_exported": self.ids_exported,
             "ids_already_shared": self.ids_already_shared,
+            "ids_too_long": self.ids_too_long,
             "files": list(self.files),
             "available_from": self.available_from,
             "available_to": self.available_to,
@@ -102,6 +104,7 @@ class ExportResult:
                 ("profiles without ID", self.profiles_without_id),
                 ("IDs exported", self.ids_exported),
                 ("IDs already shared", self.ids_already_shared),
+                ("IDs too long for AAM", self.ids_too_long),
             )
         )
         files = ", ".join(html.escape(f) for f in self.files) or "none"

@@ -31,9 +31,8 @@ import contextlib
 import gzip as gzip_module
 import io
 import os
-import re
 import zlib
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -42,38 +41,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from audtools.errors import RefusedError
+from audtools.formats.onboarding_names import (
+    OnboardingName,
+    file_name,
+    free_timestamp,
+    parse_name,
+    part_names,
+    temp_name,
+)
 
 __all__ = [
-    "DEFAULT_MAX_FILE_BYTES", "OnboardingName", "PartPlan", "file_name", "free_timestamp",
-    "parse_name", "part_names", "plan_parts", "read_ids", "read_rows", "row_suffix", "temp_name",
-    "write_parts",
+    "DEFAULT_MAX_FILE_BYTES", "GLOBAL_DPIDS", "MAX_FILE_BYTES", "MAX_ROW_BYTES", "OnboardingName",
+    "PartPlan", "file_name", "free_timestamp", "max_id_bytes", "parse_name", "part_names",
+    "plan_parts", "read_ids", "read_rows", "row_suffix", "temp_name", "write_parts",
 ]
 
 DEFAULT_MAX_FILE_BYTES = 10**9
 """1 GB of uncompressed rows per file (SPEC §6.5)."""
+MAX_FILE_BYTES = 5 * 10**9
+"""The largest ``--max-file-bytes``: AAM's limit on an onboarding file."""
+MAX_ROW_BYTES = 102_400
+"""AAM drops longer lines (without the line end): an ID whose row would be longer is not written."""
+GLOBAL_DPIDS = frozenset({20914, 20915})
+"""AAM's global data sources (Android, iOS): their onboarding files name a target data owner."""
 
-_NAME = re.compile(
-    r"ftp_dpm_(?P<dpid>[0-9]+)_(?P<ts>[0-9]{10})\.sync(?:\.(?P<part>[1-9][0-9]*))?(?P<gz>\.gz)?"
-)
 _WRITE_BLOCK = 8 << 20  # bytes gathered before one write() call
 _GZIP_LEVEL = 6
 _GZIP_MAGIC = b"\x1f\x8b"
-
-
-@dataclass(frozen=True)
-class OnboardingName:
-    """The parts of an onboarding file name ``ftp_dpm_DPID_TIMESTAMP.sync[.N][.gz]``."""
-
-    name: str
-    dpid: int
-    timestamp: int
-    part: int | None
-    gzip: bool
-
-    @property
-    def root(self) -> str:
-        """``ftp_dpm_DPID_TIMESTAMP``: what all parts of one export share."""
-        return f"ftp_dpm_{self.dpid}_{self.timestamp:010d}"
 
 
 @dataclass(frozen=True)
@@ -90,93 +84,14 @@ class PartPlan:
         return self.stop - self.start
 
 
-def file_name(dpid: int, timestamp: int, part: int | None = None, *, gzip: bool = False) -> str:
-    """The onboarding file name of a data source, a time and an optional part number.
-
-    Args:
-        dpid: the AAM data source ID of the IDs.
-        timestamp: UTC seconds (10 digits).
-        part: the part number (from 1), or None for a file that is not split.
-        gzip: whether the file is gzip-compressed.
-
-    Example:
-        >>> file_name(14016, 1764359400, 3)
-        'ftp_dpm_14016_1764359400.sync.3'
-    """
-    name = f"ftp_dpm_{int(dpid)}_{int(timestamp):010d}.sync"
-    if part is not None:
-        name += f".{int(part)}"
-    return name + (".gz" if gzip else "")
-
-
-def part_names(dpid: int, timestamp: int, parts: int, *, gzip: bool = False) -> list[str]:
-    """The names of an export of ``parts`` parts: ``.sync`` for one, ``.sync.1`` … for more."""
-    if parts == 1:
-        return [file_name(dpid, timestamp, gzip=gzip)]
-    return [file_name(dpid, timestamp, n, gzip=gzip) for n in range(1, parts + 1)]
-
-
-def parse_name(name: str) -> OnboardingName | None:
-    """Parse an onboarding file name; None when ``name`` is not one.
-
-    Example:
-        >>> parse_name("ftp_dpm_14016_1764359400.sync.2.gz").part
-        2
-    """
-    m = _NAME.fullmatch(name)
-    if m is None:
-        return None
-    return OnboardingName(
-        name=name,
-        dpid=int(m["dpid"]),
-        timestamp=int(m["ts"]),
-        part=int(m["part"]) if m["part"] else None,
-        gzip=m["gz"] is not None,
-    )
-
-
-def free_timestamp(
-    existing: Collection[str], dpid: int, start: int, parts: int, *, gzip: bool = False
-) -> int:
-    """The first timestamp from ``start`` at which every part name of the export is free.
-
-    A timestamp counts as taken when any name of ``existing`` (the drop's file names) has the
-    root ``ftp_dpm_DPID_TS`` (a plain, split or gzip file, or a name that merely starts that
-    way), so an export never shares a timestamp with another file of its data source.
-
-    Example:
-        >>> free_timestamp({"ftp_dpm_14016_1764359400.sync"}, 14016, 1764359400, 1)
-        1764359401
-    """
-    taken: set[int] = set()
-    prefix = f"ftp_dpm_{int(dpid)}_"
-    for name in existing:
-        if name.startswith(prefix):
-            digits = name[len(prefix) : len(prefix) + 10]
-            if (
-                digits.isascii()
-                and digits.isdigit()
-                and name[len(prefix) + 10 : len(prefix) + 11] in ("", ".")
-            ):
-                taken.add(int(digits))
-    ts = int(start)
-    while ts in taken or any(n in existing for n in part_names(dpid, ts, parts, gzip=gzip)):
-        ts += 1
-    return ts
-
-
-def temp_name(run_id: str, index: int) -> str:
-    """The temporary name of part ``index`` (from 1) of run ``run_id``.
-
-    It starts with a dot and carries neither ``ftp_dpm`` nor ``.sync``, so nothing that picks up
-    onboarding files takes a part before it is whole.
-    """
-    return f".audtools-{run_id}-part{int(index)}.tmp"
-
-
 def row_suffix(sid: int) -> str:
     """What follows the ID in each row: ``<TAB>d_sid=SID<LF>``."""
     return f"\td_sid={int(sid)}\n"
+
+
+def max_id_bytes(sid: int) -> int:
+    """The longest ID, in UTF-8 bytes, whose row fits AAM's line limit (:data:`MAX_ROW_BYTES`)."""
+    return MAX_ROW_BYTES - len(row_suffix(sid).rstrip("\n").encode())
 
 
 def plan_parts(lengths: np.ndarray, sid: int, max_file_bytes: int) -> list[PartPlan]:

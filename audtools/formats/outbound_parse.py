@@ -9,7 +9,7 @@ file through it.
 
 from __future__ import annotations
 
-import codecs
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -17,7 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["REASON_NAMES", "REJECT_REASONS", "IdRule", "Parsed", "parse_block"]
+__all__ = ["REASON_NAMES", "REJECT_REASONS", "SEPARATORS", "IdRule", "Parsed", "parse_block"]
+
+SEPARATORS = (",", ";", "|", " ")
+"""The separators of segment lists a data source may set (``outbound_separator``)."""
 
 IdRule = Literal["visitor_id", "declared_id"]
 
@@ -38,38 +41,34 @@ _CONTROL_RE = r"[\x00-\x08\x0a-\x1f\x7f-\x{9f}]"
 
 
 def _blank_bad_lines(data: bytes) -> tuple[bytes, list[int]]:
-    """Empty the lines that are not valid UTF-8, keeping their newlines.
+    """Empty the lines that are not valid UTF-8, keeping their newlines, in one linear pass.
+
+    The block is decoded once with ``surrogateescape``: each byte that is not part of valid UTF-8
+    becomes one lone surrogate (valid UTF-8 never decodes to one), so the bad lines are those
+    holding a surrogate, found with numpy over the decoded code points.
 
     Returns:
-        The cleaned bytes and the 0-based indexes of the emptied lines. The cost is one decode of
-        the data plus work proportional to the bad lines.
+        The cleaned bytes and the 0-based indexes of the emptied lines.
     """
     try:
         data.decode("utf-8")
         return data, []
     except UnicodeDecodeError:
         pass
-    view = memoryview(data)
-    out = bytearray()
-    bad: list[int] = []
-    pos = 0  # a line start, or the newline that ends an emptied line
-    newlines_before = 0  # newlines in data[:pos]
-    while pos < len(data):
-        try:
-            codecs.utf_8_decode(view[pos:], "strict", True)
-        except UnicodeDecodeError as exc:
-            err = pos + exc.start
-            start = data.rfind(b"\n", pos, err) + 1 or pos
-            end = data.find(b"\n", err)
-            end = len(data) if end < 0 else end
-            out += view[pos:start]
-            newlines_before += data.count(b"\n", pos, start)
-            bad.append(newlines_before)
-            pos = end
-            continue
-        out += view[pos:]
-        break
-    return bytes(out), bad
+    text = data.decode("utf-8", "surrogateescape")
+    points = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), np.uint32)
+    point_newline = points == 10
+    point_line = np.cumsum(point_newline) - point_newline  # a newline belongs to its line
+    lines = int(point_line[-1]) + 1
+    is_bad = np.bincount(point_line[(points >= 0xDC80) & (points <= 0xDCFF)], minlength=lines) > 0
+    bad = np.flatnonzero(is_bad)
+    u8 = np.frombuffer(data, np.uint8)
+    newline = u8 == 10
+    keep = newline | ~is_bad[np.cumsum(newline) - newline]
+    cleaned = u8[keep].tobytes()
+    if is_bad[-1] and not data.endswith(b"\n"):
+        cleaned += b"x"  # an open last line stays a line: its reason is set by the caller
+    return cleaned, bad.tolist()
 
 
 @dataclass
@@ -125,17 +124,22 @@ def _in_spans(positions: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
     return np.searchsorted(positions, ends) > np.searchsorted(positions, starts)
 
 
-def _parse_simple(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed | None:
+def _parse_simple(
+    data: bytes, id_rule: IdRule, lowercase_ids: bool, separator: str = ","
+) -> Parsed | None:
     """Parse an ASCII block without spaces, CR or DEL with numpy alone, or return None.
 
-    Pieces are the spans between tabs, commas and newlines. Rather than copying them, one string
-    array over ``data`` alternates pieces and their one-byte delimiters.
+    Pieces are the spans between tabs, separators and newlines. Rather than copying them, one
+    string array over ``data`` alternates pieces and their one-byte delimiters.
     """
+    if id_rule == "declared_id" and b"%" in data:
+        return None  # a possible %3A in an ID: the general parser checks it
+    sep = ord(separator)
     u8 = np.frombuffer(data, np.uint8)
-    is_delim = (u8 < 11) | (u8 == 44)
+    is_delim = (u8 < 11) | (u8 == sep)
     delims = np.flatnonzero(is_delim)
     kinds = u8[delims]
-    if np.count_nonzero(u8 < 32) != np.count_nonzero(kinds != 44) or (kinds < 9).any():
+    if np.count_nonzero(u8 < 32) != np.count_nonzero(kinds != sep) or (kinds < 9).any():
         return None  # control characters
     m = len(delims)
     all_starts = np.concatenate(([0], delims + 1))
@@ -149,8 +153,8 @@ def _parse_simple(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed |
     n = len(first)
     tabs_so_far = np.cumsum(before[:pieces] == 9)
     col = tabs_so_far - tabs_so_far[first][line]
-    if ((before[:pieces] == 44) & (col == 0)).any():
-        return None  # a comma in an ID: let the general parser keep the ID whole
+    if ((before[:pieces] == sep) & (col == 0)).any():
+        return None  # a separator in an ID: let the general parser keep the ID whole
     starts, ends = all_starts[:pieces], all_ends[:pieces]
     last = np.append(first[1:] - 1, pieces - 1)
     tabs = col[last]
@@ -194,9 +198,10 @@ def _parse_simple(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed |
 
 
 def _split_columns(
-    lines: pa.Array, blank: np.ndarray, spaces: bool, double_spaces: bool
+    lines: pa.Array, blank: np.ndarray, spaces: bool, double_spaces: bool, separator: str
 ) -> pa.ListArray:
-    """Split lines into columns: on each tab, or, in a row without a tab, on runs of spaces."""
+    """Split lines into columns: on each tab, or, in a row without a tab, on runs of spaces
+    (with the separator ``" "``: the ID, then the segments)."""
     cols = pc.split_pattern(lines, "\t")
     if not spaces:
         return cols  # a line without tab or space is a single column either way
@@ -204,16 +209,21 @@ def _split_columns(
     if not spaced.any():
         return cols
     subset = pc.filter(lines, _mask(spaced))
-    if double_spaces:
-        subset = pc.replace_substring_regex(subset, " *, *", ",")
+    if separator == " ":
+        subset = pc.replace_substring_regex(subset, " +", "\t", max_replacements=1)
+    elif double_spaces:
+        subset = pc.replace_substring_regex(subset, f" *{re.escape(separator)} *", separator)
         subset = pc.replace_substring_regex(subset, " +", "\t")
     else:  # single spaces only: the same edits without regular expressions, 5x faster
-        subset = pc.replace_substring(pc.replace_substring(subset, ", ", ","), " ,", ",")
+        subset = pc.replace_substring(subset, f"{separator} ", separator)
+        subset = pc.replace_substring(subset, f" {separator}", separator)
         subset = pc.replace_substring(subset, " ", "\t")
     return pc.split_pattern(pc.replace_with_mask(lines, _mask(spaced), subset), "\t")
 
 
-def _parse_general(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed:
+def _parse_general(
+    data: bytes, id_rule: IdRule, lowercase_ids: bool, separator: str = ","
+) -> Parsed:
     """Parse any block of valid UTF-8 with Arrow string kernels."""
     ascii_only = data.isascii()
     offsets = pa.py_buffer(np.array([0, len(data)], dtype=np.int32))
@@ -235,7 +245,7 @@ def _parse_general(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed:
         test = pc.match_substring_regex(pc.take(lines, pa.array(where)), r"^[ \t]*$")
         blank[where] = _np(test)
 
-    cols = _split_columns(lines, blank, spaces, spaces and b"  " in data)
+    cols = _split_columns(lines, blank, spaces, spaces and b"  " in data, separator)
     ncols = _np(pc.list_value_length(cols))
     syntax = (ncols == 1) | (ncols > 3)
     u8 = np.frombuffer(data, np.uint8)
@@ -252,14 +262,16 @@ def _parse_general(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed:
         id_ok = (id_len == 38) & _np(pc.ascii_is_decimal(ids))
     else:
         id_ok = (id_len > 0) & ~_np(pc.match_substring(ids, ":"))
+        if b"%" in data:  # AAM forbids the encoded colon too, in any case
+            id_ok &= ~_np(pc.match_substring(ids, "%3a", ignore_case=True))
     if lowercase_ids:
         ids = pc.ascii_lower(ids) if ascii_only else pc.utf8_lower(ids)
 
-    # Columns 2 and 3 (SEGMENTS, REMOVED), then their comma-separated tokens.
+    # Columns 2 and 3 (SEGMENTS, REMOVED), then their tokens.
     col_line = np.repeat(np.arange(n), ncols)
     col_pos = np.arange(len(flat)) - np.repeat(starts, ncols)
     segment_col = (col_pos == 1) | (col_pos == 2)
-    tok_lists = pc.split_pattern(pc.filter(flat, _mask(segment_col)), ",")
+    tok_lists = pc.split_pattern(pc.filter(flat, _mask(segment_col)), separator)
     tok_col = _np(pc.list_parent_indices(tok_lists))
     tokens = tok_lists.flatten()
     if spaces:
@@ -285,7 +297,12 @@ def _parse_general(data: bytes, id_rule: IdRule, lowercase_ids: bool) -> Parsed:
 
 
 def parse_block(
-    data: bytes, id_rule: IdRule, lowercase_ids: bool, *, simple: bool = True
+    data: bytes,
+    id_rule: IdRule,
+    lowercase_ids: bool,
+    *,
+    simple: bool = True,
+    separator: str = ",",
 ) -> Parsed:
     """Parse a block of whole lines (only the file's last line may lack its newline).
 
@@ -294,6 +311,7 @@ def parse_block(
         id_rule: the ID rule of the data source.
         lowercase_ids: lower-case the IDs.
         simple: try the numpy parser first (tests turn it off to compare both parsers).
+        separator: the separator of the segment lists: ``,``, ``;``, ``|`` or a space.
 
     Returns:
         The block's :class:`Parsed` lines.
@@ -305,9 +323,11 @@ def parse_block(
     if b"\r" in data:
         data = data.replace(b"\r\n", b"\n")  # strips one CR per line end; lone CRs stay
     parsed = None
+    if separator not in SEPARATORS:
+        raise ValueError(f"separator must be one of {SEPARATORS}, not {separator!r}")
     if simple and ascii_only and not (b" " in data or b"\r" in data or b"\x7f" in data):
-        parsed = _parse_simple(data, id_rule, lowercase_ids)
+        parsed = _parse_simple(data, id_rule, lowercase_ids, separator)
     if parsed is None:
-        parsed = _parse_general(data, id_rule, lowercase_ids)
+        parsed = _parse_general(data, id_rule, lowercase_ids, separator)
     parsed.reason[bad_lines] = _ENC
     return parsed

@@ -1,6 +1,6 @@
 """Stream the rows of an AAM outbound batch file by chunks (SPEC 4.2).
 
-:class:`OutboundReader` reads the content (and gunzips it) in a helper thread, in blocks of at most
+:class:`OutboundReader` reads the content (:mod:`audtools.formats.outbound_content`) in a helper thread, in blocks of at most
 4 MiB cut at the last newline, and has each block classified at once by
 :func:`audtools.formats.outbound_parse.parse_block`. No Python code runs per row, so gigabyte files
 go through at millions of rows per second in bounded memory. :func:`count_newlines` counts a file's
@@ -14,16 +14,13 @@ Example:
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
 import queue
 import threading
-import zipfile
-import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +28,19 @@ import pyarrow.compute as pc
 
 from audtools.columns.chunks import imap_chunks
 from audtools.errors import InputError
+from audtools.formats.outbound_content import (
+    Limits,
+    Opener,
+    PathLike,
+    blank_header,
+    content_blocks,
+    count_newlines,
+    line_blocks,
+)
 from audtools.formats.outbound_parse import (
     REASON_NAMES,
     REJECT_REASONS,
+    SEPARATORS,
     IdRule,
     Parsed,
     parse_block,
@@ -43,16 +50,16 @@ __all__ = [
     "PAIRS_SCHEMA",
     "REJECTS_SCHEMA",
     "REJECT_REASONS",
+    "Limits",
     "OutboundReader",
     "RowChunk",
     "count_newlines",
 ]
 
-PathLike = str | os.PathLike[str]
-
-_BOM = b"\xef\xbb\xbf"
 # Blocks parsed at once: small enough to stay in cache and be reused by the allocator.
 _PARSE_BYTES = 4 * 2**20
+# Lines parsed at once at most (about): real rows are 40 bytes or more, 160,000 in a block.
+_BLOCK_LINES = 1 << 18
 
 PAIRS_SCHEMA = pa.schema(
     [("line", pa.int64()), ("id", pa.string()), ("sid", pa.int64()), ("op", pa.int8())]
@@ -77,147 +84,6 @@ class RowChunk:
     pairs: pa.Table
     rows: int
     rejects: pa.Table
-
-
-def _corrupt(name: str, why: object) -> InputError:
-    return InputError(
-        f"{name} cannot be decompressed: {why}. Ask the sender to resend the file; "
-        "nothing was imported.",
-        code="corrupt_gzip",
-        file=name,
-    )
-
-
-class _HashingFile:
-    """A binary file read through ``read`` only, feeding every byte read to ``digest``."""
-
-    def __init__(self, raw: Any, digest: Any) -> None:
-        self._raw = raw
-        self._digest = digest
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self._digest.update(data)
-        return data
-
-
-Opener = Callable[[], BinaryIO]
-
-
-def _zip_member(stored: Any, name: str) -> zipfile.ZipInfo:
-    """The one file of a ``.sync.zip`` (``__MACOSX/`` entries ignored), stored or deflated."""
-    try:
-        archive = zipfile.ZipFile(stored)
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise _corrupt(name, exc) from exc
-    members = [
-        i for i in archive.infolist() if not i.is_dir() and not i.filename.startswith("__MACOSX/")
-    ]
-    if len(members) != 1:
-        raise _corrupt(name, f"it holds {len(members)} files, not one")
-    member = members[0]
-    if member.flag_bits & 0x1:
-        raise _corrupt(name, "it is encrypted")
-    if member.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-        raise _corrupt(name, "it is neither stored nor deflated")
-    return member
-
-
-def _decompressed(stored: Any, raw: Any, name: str, size: int) -> Iterator[bytes]:
-    """The blocks of a ``.gz`` or ``.zip`` file's content."""
-    lower = name.lower()
-    if lower.endswith(".zip"):
-        member = _zip_member(stored, name)
-        try:
-            with zipfile.ZipFile(stored) as archive, archive.open(member) as f:
-                while block := f.read(size):
-                    yield block
-        except (zipfile.BadZipFile, EOFError, zlib.error, OSError) as exc:
-            raise _corrupt(name, exc) from exc
-        return
-    try:
-        with gzip.GzipFile(fileobj=raw, mode="rb") as f:
-            while block := f.read(size):
-                yield block
-    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
-        raise _corrupt(name, exc) from exc
-
-
-def _stored_size(stored: Any) -> int:
-    """The size of an open file as stored: a folder's from its descriptor, a remote drop's
-    (no descriptor) by seeking to its end and back."""
-    try:
-        return os.fstat(stored.fileno()).st_size
-    except (AttributeError, OSError):
-        end = int(stored.seek(0, os.SEEK_END))
-        stored.seek(0)
-        return end
-
-
-def _content_blocks(
-    path: PathLike, size: int, digest: Any = None, opener: Opener | None = None
-) -> Iterator[bytes]:
-    """Yield the uncompressed content of a batch file in blocks of about ``size`` bytes.
-
-    With ``digest`` (a ``hashlib`` object), every byte of the file as stored is fed to it as it is
-    read, so that once the blocks are exhausted it holds the checksum of the whole file. With
-    ``opener``, the file is opened by it (a drop's ``open``, which never follows a link).
-
-    Raises:
-        InputError: ``corrupt_gzip`` for a ``.gz`` or ``.zip`` that cannot be decompressed,
-            ``bad_input`` for a file that cannot be read.
-    """
-    name = os.path.basename(os.fspath(path))
-    lower = name.lower()
-    try:
-        with opener() if opener is not None else open(path, "rb") as stored:
-            raw: Any = stored if digest is None else _HashingFile(stored, digest)
-            if not lower.endswith((".gz", ".zip")):
-                while block := raw.read(size):
-                    yield block
-                return
-            if _stored_size(stored) == 0:
-                raise _corrupt(name, "the file is empty")
-            if lower.endswith(".zip") and digest is not None:
-                # A zip is read from its end: the checksum is taken in one pass first.
-                while raw.read(1 << 20):
-                    pass
-                stored.seek(0)
-            yield from _decompressed(stored, raw, name, size)
-            if digest is not None and not lower.endswith(".zip"):
-                while raw.read(1 << 20):  # whatever gzip left unread still counts
-                    pass
-    except InputError:
-        raise
-    except OSError as exc:
-        raise InputError(
-            f"{name} cannot be read: {exc.strerror or exc}. Check the file and its permissions.",
-            file=name,
-        ) from exc
-
-
-def _line_blocks(
-    path: PathLike, size: int, digest: Any = None, opener: Opener | None = None
-) -> Iterator[bytes]:
-    """Yield the content in blocks of whole lines (the last may lack its newline), BOM dropped."""
-    pending: list[bytes] = []
-    first = True
-    for block in _content_blocks(path, size, digest, opener):
-        cut = block.rfind(b"\n") + 1
-        if cut == 0:
-            pending.append(block)
-            continue
-        pending.append(block[:cut] if cut < len(block) else block)
-        data = pending[0] if len(pending) == 1 else b"".join(pending)
-        pending = [block[cut:]] if cut < len(block) else []
-        if first:
-            data, first = data.removeprefix(_BOM), False
-        yield data
-    data = b"".join(pending)
-    if first:
-        data = data.removeprefix(_BOM)
-    if data:
-        yield data
 
 
 def _read_ahead(blocks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
@@ -264,33 +130,50 @@ def _read_ahead(blocks: Iterator[bytes], depth: int = 2) -> Iterator[bytes]:
         worker.join()
 
 
-def count_newlines(path: PathLike, *, chunk_bytes: int = 32 * 2**20) -> int:
-    """Count the newline characters of a batch file's uncompressed content, as ``wc -l`` does.
-
-    Raises:
-        InputError: code ``corrupt_gzip`` for a ``.gz`` that cannot be decompressed.
-    """
-    return sum(block.count(b"\n") for block in _content_blocks(path, chunk_bytes))
+def _dense_split(blocks: Iterator[bytes]) -> Iterator[bytes]:
+    """Cut blocks of very short lines into pieces of at most about :data:`_BLOCK_LINES` lines:
+    parsing costs memory per line, so that a block of millions of tiny lines (junk) costs no
+    more than a block of real rows."""
+    for data in blocks:
+        lines = data.count(b"\n")
+        if lines <= _BLOCK_LINES:
+            yield data
+            continue
+        step = len(data) // -(-lines // _BLOCK_LINES)
+        pos = 0
+        while pos < len(data):
+            cut = data.find(b"\n", pos + step) + 1 if pos + step < len(data) else 0
+            cut = cut or len(data)
+            yield data[pos:cut]
+            pos = cut
 
 
 class OutboundReader:
-    """Stream the rows of an outbound batch file (``.sync`` or ``.sync.gz``) by chunks.
+    """Stream the rows of an outbound batch file (``.sync``, ``.sync.gz``, ``.sync.zip``) by chunks.
 
     Iterating yields one :class:`RowChunk` per ``chunk_bytes`` or so of uncompressed content
     that holds rows; chunks end at a newline, so results do not depend on the chunk size. After
     iteration, ``newline_count``, ``rows_total`` and ``rejected_total`` hold the file's totals.
 
     Args:
-        path: the batch file; a name ending in ``.gz`` is decompressed as a stream.
-        id_rule: ``visitor_id`` (38 ASCII digits) or ``declared_id`` (non-empty, no ``:``).
+        path: the batch file; a name ending in ``.gz`` or ``.zip`` is decompressed as a stream.
+        id_rule: ``visitor_id`` (38 ASCII digits) or ``declared_id`` (non-empty, no ``:``, no
+            ``%3A`` in any case).
         lowercase_ids: lower-case the IDs (hashed IDs and hex ciphertexts).
         chunk_bytes: uncompressed bytes per chunk (read and parsed in blocks of at most 4 MiB).
         md5: also compute the MD5 of the file as stored while reading it; after a complete
             iteration, ``md5`` holds its lower-case hex digest (None otherwise).
+        opener: opens the file (a drop's ``open``); the path is opened by default.
+        header_rows: lines at the top of the file (after a byte order mark) that are a header:
+            not rows, not rejected, counted in ``newline_count``.
+        separator: the separator of the segment lists (``,``, ``;``, ``|`` or a space).
+        limits: the size limits of a line and of a compressed file's content.
+        keep_rejects: at most this many rejects are listed in the chunks' ``rejects`` (all are
+            counted in ``rejected_total``); None lists them all.
 
     Raises:
-        InputError: while iterating, code ``corrupt_gzip`` for a ``.gz`` that cannot be
-            decompressed.
+        InputError: while iterating, code ``corrupt_gzip`` for a compressed file that cannot be
+            decompressed, ``bad_input`` for one whose content passes ``limits``.
 
     Example:
         >>> reader = OutboundReader(path, id_rule="visitor_id")  # doctest: +SKIP
@@ -306,16 +189,26 @@ class OutboundReader:
         chunk_bytes: int = 32 * 2**20,
         md5: bool = False,
         opener: Opener | None = None,
+        header_rows: int = 0,
+        separator: str = ",",
+        limits: Limits | None = None,
+        keep_rejects: int | None = None,
     ) -> None:
         if id_rule not in ("visitor_id", "declared_id"):
             raise ValueError(f"id_rule must be 'visitor_id' or 'declared_id', not {id_rule!r}")
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be positive")
+        if separator not in SEPARATORS:
+            raise ValueError(f"separator must be one of {SEPARATORS}, not {separator!r}")
         self.path = path
         self.name = os.path.basename(os.fspath(path))
         self.id_rule: IdRule = id_rule
         self.lowercase_ids = lowercase_ids
         self.chunk_bytes = chunk_bytes
+        self.header_rows = header_rows
+        self.separator = separator
+        self.limits = limits or Limits()
+        self.keep_rejects = keep_rejects
         self.newline_count = 0
         self.rows_total = 0
         self.rejected_total = 0
@@ -325,54 +218,49 @@ class OutboundReader:
         self._opener = opener
         self.last_line_open = False
 
+    def _blocks(self, digest: Any) -> Iterator[bytes]:
+        """The file's content in blocks of whole lines, long lines capped, header emptied."""
+        size = min(self.chunk_bytes, _PARSE_BYTES)
+        content = content_blocks(self.path, size, digest, self._opener, self.limits)
+        blocks = line_blocks(content, self.limits.max_line_bytes)
+        if self.header_rows:
+            blocks = blank_header(blocks, self.header_rows)
+        return _dense_split(blocks)
+
+    def _parse(self, data: bytes) -> tuple[Parsed, int, bool]:
+        if len(data) >= 2**31 - 1:
+            raise InputError(
+                f"{self.name} has a line of more than 2 GiB. Check that it is an outbound "
+                "batch file.",
+                code="bad_input",
+                file=self.name,
+            )
+        parsed = parse_block(
+            data, self.id_rule, self.lowercase_ids, simple=self._simple, separator=self.separator
+        )
+        return parsed, len(data), not data.endswith(b"\n")
+
     def __iter__(self) -> Iterator[RowChunk]:
         """Read the file from the start, yielding its chunks in line order."""
         self.newline_count = self.rows_total = self.rejected_total = 0
         self.md5 = None
         digest = hashlib.md5(usedforsecurity=False) if self._want_md5 else None
+        keep = self.keep_rejects
         lines_before = 0
         pairs: list[pa.Table] = []
         rejects: list[pa.Table] = []
         rows = size = 0
         self.last_line_open = False
-        blocks = _line_blocks(self.path, min(self.chunk_bytes, _PARSE_BYTES), digest, self._opener)
-
-        def parse(data: bytes) -> tuple[Parsed, int, bool]:
-            if len(data) >= 2**31 - 1:
-                raise InputError(
-                    f"{self.name} has a line of more than 2 GiB. Check that it is an outbound "
-                    "batch file.",
-                    code="bad_input",
-                    file=self.name,
-                )
-            parsed = parse_block(data, self.id_rule, self.lowercase_ids, simple=self._simple)
-            return parsed, len(data), not data.endswith(b"\n")
-
         # Blocks are parsed side by side on the machine's cores, and used in line order.
-        for parsed, data_size, open_end in imap_chunks(parse, _read_ahead(blocks)):
+        for parsed, data_size, open_end in imap_chunks(self._parse, _read_ahead(self._blocks(digest))):
             self.last_line_open = open_end
             first_line = lines_before + 1
-            pairs.append(
-                pa.table(
-                    [
-                        pa.array(parsed.pair_line + first_line, pa.int64()),
-                        parsed.ids,
-                        parsed.sids,
-                        pa.array(parsed.ops, pa.int8()),
-                    ],
-                    schema=PAIRS_SCHEMA,
-                )
-            )
+            pairs.append(_pairs_table(parsed, first_line))
             rejected = np.flatnonzero(parsed.reason > 0)
-            rejects.append(
-                pa.table(
-                    [
-                        pa.array(rejected + first_line, pa.int64()),
-                        pc.take(REASON_NAMES, pa.array(parsed.reason[rejected])),
-                    ],
-                    schema=REJECTS_SCHEMA,
-                )
-            )
+            listed = rejected if keep is None else rejected[:keep]
+            if keep is not None:
+                keep -= len(listed)
+            rejects.append(_rejects_table(parsed, listed, first_line))
             block_rows = int(np.count_nonzero(parsed.reason >= 0))
             lines_before += len(parsed.reason)
             self.newline_count += parsed.newlines
@@ -389,3 +277,24 @@ class OutboundReader:
         if rows:
             yield RowChunk(pa.concat_tables(pairs), rows, pa.concat_tables(rejects))
 
+
+def _pairs_table(parsed: Parsed, first_line: int) -> pa.Table:
+    return pa.table(
+        [
+            pa.array(parsed.pair_line + first_line, pa.int64()),
+            parsed.ids,
+            parsed.sids,
+            pa.array(parsed.ops, pa.int8()),
+        ],
+        schema=PAIRS_SCHEMA,
+    )
+
+
+def _rejects_table(parsed: Parsed, listed: np.ndarray, first_line: int) -> pa.Table:
+    return pa.table(
+        [
+            pa.array(listed + first_line, pa.int64()),
+            pc.take(REASON_NAMES, pa.array(parsed.reason[listed])),
+        ],
+        schema=REJECTS_SCHEMA,
+    )

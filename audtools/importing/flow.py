@@ -20,11 +20,9 @@ import datetime as dt
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 from tqdm.auto import tqdm
 
 from audtools.errors import MatchRateLow, describe
@@ -32,10 +30,11 @@ from audtools.importing import state as segments
 from audtools.importing.members import member_keys
 from audtools.importing.reconcile import Reconciled, reconcile
 from audtools.importing.refusals import ImportPlan, check_refusals
+from audtools.importing.rejects import Rejects
 from audtools.importing.result import ImportResult
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
-from audtools.workspace.database import sql_string, uncompressed_writes
+from audtools.workspace.database import uncompressed_writes
 from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure, write_result
 
@@ -129,7 +128,7 @@ def _dry_run(
     file). Only the derived-ID cache, refreshed before this transaction, is kept: a cache."""
     con.execute("BEGIN TRANSACTION")
     try:
-        applied = _apply_batches(ws, con, plan, None, progress)
+        applied = _apply_batches(ws, con, plan, None, progress, None)
         found = _reconcile(ws, con, plan, audience=False, outcomes=keep_members)
         result = _result(plan, label, None, started, applied, found)
         result.delivered_at = _delivered_at(con, plan.source.id)
@@ -150,10 +149,12 @@ def _import(
     progress: bool | None,
     keep_members: bool,
 ) -> ImportResult:
-    """Steps 2 to 8 in one transaction: a failure rolls every step back."""
+    """Steps 2 to 8 in one transaction: a failure rolls every step back (and removes the
+    rejects written so far)."""
+    rejects = Rejects(ws.config.max_rejects_kept, ws.run_dir(run_id) / "rejects.csv")
     con.execute("BEGIN TRANSACTION")
     try:
-        applied = _apply_batches(ws, con, plan, run_id, progress)
+        applied = _apply_batches(ws, con, plan, run_id, progress, rejects)
         found = _reconcile(ws, con, plan, audience=True, outcomes=keep_members)
         result = _result(plan, label, run_id, started, applied, found)
         result.delivered_at = _delivered_at(con, plan.source.id)
@@ -161,9 +162,10 @@ def _import(
         _store_audience(con, plan, label, run_id, found.audience)
         result.finished_at = utc_text(now_utc())
         payload = _record_run(con, result, started)
-        _write_rejects(con, applied.rejects_table(), ws.run_dir(run_id) / "rejects.csv")
+        rejects.publish()
         con.execute("COMMIT")
     except BaseException:
+        rejects.discard()
         with contextlib.suppress(duckdb.Error):
             con.execute("ROLLBACK")
         raise
@@ -178,12 +180,16 @@ def _apply_batches(
     plan: ImportPlan,
     run_id: str | None,
     progress: bool | None,
+    rejects: Rejects | None,
 ) -> segments.ApplyResult:
-    """Step 2: the complete, new batches of the data source, applied to its segment state."""
+    """Step 2: the complete, new batches of the data source, applied to its segment state; the
+    first ``max_rejects_kept`` rejects go to ``rejects`` as they are read."""
     source = plan.source
     with tqdm(desc=f"reading batches of {source.id}", unit="B", unit_scale=True, leave=False,
               disable=hide_bars(progress)) as pbar:
-        applied = segments.apply_ready(con, ws.config, source, run_id=run_id, progress=pbar.update)
+        applied = segments.apply_ready(
+            con, ws.config, source, run_id=run_id, progress=pbar.update, rejects=rejects
+        )
     log.info(
         "%s: %d batches applied, %d rows read, %d rejected, %d waiting",
         source.id,
@@ -245,6 +251,7 @@ def _result(
         data_source=plan.source.id,
         rows_read=applied.rows_read,
         rows_rejected=applied.rows_rejected,
+        rejects_kept=applied.rejects_kept,
         batches_applied=len(applied.batches_applied),
         batches_waiting=applied.batches_waiting,
         batches_skipped=applied.batches_skipped,
@@ -293,19 +300,6 @@ def _record_run(
          json.dumps(payload, ensure_ascii=False)],
     )
     return payload
-
-
-def _write_rejects(con: duckdb.DuckDBPyConnection, rejects: pa.Table, path: Path) -> None:
-    """``runs/RUN_ID/rejects.csv``: ``file,line,reason`` (never the row's content)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(".rejects.csv.tmp")
-    con.register("_rejects", rejects.select(["file", "line", "reason"]))
-    con.execute(
-        f"COPY (SELECT file, line, reason FROM _rejects ORDER BY file, line) "
-        f"TO {sql_string(str(tmp))} (HEADER, DELIMITER ',')"
-    )
-    con.unregister("_rejects")
-    os.replace(tmp, path)
 
 
 def _record_failure(

@@ -48,6 +48,7 @@ class ImportResult:
     #: when it applied none); None when the data source has no applied batch.
     delivered_at: str | None = None
     outcomes: pa.Table | None = field(default=None, repr=False)
+    rejects_kept: int = 0
 
     @property
     def unmatched(self) -> int:
@@ -71,6 +72,7 @@ class ImportResult:
             },
             "rows_read": self.rows_read,
             "rows_rejected": self.rows_rejected,
+            "rejects_kept": self.rejects_kept,
             "members": self.members,
             "undecryptable": self.undecryptable,
             "matched": self.matched,

@@ -26,8 +26,9 @@ from audtools.config import DataSource, WorkspaceConfig
 from audtools.drops import Drop
 from audtools.errors import InputError
 from audtools.formats.outbound_info import line_count_agrees
-from audtools.formats.outbound_rows import OutboundReader
+from audtools.formats.outbound_rows import Limits, OutboundReader
 from audtools.importing.batches import Batch, BatchStatus, DropFile, SourceBatches
+from audtools.importing.rejects import Rejects
 from audtools.importing.scan import scan, scan_drop
 from audtools.workspace.database import uncompressed_writes
 
@@ -44,9 +45,6 @@ __all__ = [
 
 log = logging.getLogger("audtools")
 
-REJECT_SCHEMA = pa.schema([("file", pa.string()), ("line", pa.int64()), ("reason", pa.string())])
-
-
 @dataclass
 class ApplyResult:
     """What :func:`apply_ready` did for one data source."""
@@ -56,13 +54,16 @@ class ApplyResult:
     batches_skipped: list[dict[str, str]] = field(default_factory=list)
     rows_read: int = 0
     rows_rejected: int = 0
-    rejects: list[pa.Table] = field(default_factory=list)
+    rejects: Rejects = field(default_factory=lambda: Rejects(0))
+
+    @property
+    def rejects_kept(self) -> int:
+        """Rejected rows listed (at most ``max_rejects_kept``)."""
+        return self.rejects.kept
 
     def rejects_table(self) -> pa.Table:
-        """Every rejected row of this run: ``file, line, reason``."""
-        if not self.rejects:
-            return REJECT_SCHEMA.empty_table()
-        return pa.concat_tables(self.rejects)
+        """The rejected rows listed, when kept in memory: ``file, line, reason``."""
+        return self.rejects.table()
 
 
 def apply_ready(
@@ -72,6 +73,7 @@ def apply_ready(
     *,
     run_id: str | None,
     progress: Callable[[int], None] | None = None,
+    rejects: Rejects | None = None,
 ) -> ApplyResult:
     """Apply the complete, new batches of ``source`` to its segment state, in timestamp order.
 
@@ -86,11 +88,12 @@ def apply_ready(
         source: the data source whose batches are applied.
         run_id: recorded with each applied batch.
         progress: called with the number of bytes read, for progress bars.
+        rejects: where the first ``max_rejects_kept`` rejects go (default: kept in memory).
 
     Returns:
         The batches applied, waiting and skipped, the rows read and rejected, and the rejects.
     """
-    result = ApplyResult()
+    result = ApplyResult(rejects=rejects or Rejects(config.max_rejects_kept))
     found = scan_drop(config, con, sources=[source.id])
     batches = found.sources[source.id]
     result.batches_skipped = [
@@ -100,9 +103,11 @@ def apply_ready(
     waiting = len(batches.with_status("waiting"))
     now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
     for index, batch in enumerate(ready):
-        staged = _stage(con, found.drop, batch, source, progress)
+        mark = result.rejects.mark()
+        staged = _stage(con, found.drop, batch, source, progress, config, result.rejects)
         con.execute("DELETE FROM batch_waits WHERE data_source = ? AND root = ?", [source.id, batch.root])
         if isinstance(staged, str):
+            result.rejects.rewind(mark)  # the batch is not applied: neither are its rejects
             log.info("%s waits: %s", batch.root, staged)
             con.execute(
                 "INSERT INTO batch_waits VALUES (?, ?, ?, ?, ?)",
@@ -110,13 +115,12 @@ def apply_ready(
             )
             waiting += len(ready) - index
             break
-        rows, rejected, rejects, md5s = staged
+        rows, rejected, md5s = staged
         _apply_staged(con, batch, source)
         _record(con, batch, source, run_id, now, rows, rejected, md5s)
         result.batches_applied.append(batch.root)
         result.rows_read += rows
         result.rows_rejected += rejected
-        result.rejects.extend(rejects)
     result.batches_waiting = waiting
     return result
 
@@ -151,17 +155,13 @@ def _record(
 
 
 def _read_part(
-    con: duckdb.DuckDBPyConnection, reader: OutboundReader, name: str, rejects: list[pa.Table]
+    con: duckdb.DuckDBPyConnection, reader: OutboundReader, name: str, rejects: Rejects
 ) -> None:
     for chunk in reader:
         con.register("_pairs", chunk.pairs)
         con.execute("INSERT INTO _stage SELECT id, sid, op FROM _pairs")
         con.unregister("_pairs")
-        if chunk.rejects.num_rows:
-            names = pa.array([name] * chunk.rejects.num_rows, pa.string())
-            rejects.append(
-                pa.table([names, chunk.rejects["line"], chunk.rejects["reason"]], schema=REJECT_SCHEMA)
-            )
+        rejects.add(name, chunk.rejects)
 
 
 def _disagreement(batch: Batch, f: DropFile, reader: OutboundReader) -> str | None:
@@ -181,19 +181,25 @@ def _stage(
     batch: Batch,
     source: DataSource,
     progress: Callable[[int], None] | None,
-) -> tuple[int, int, list[pa.Table], dict[str, str]] | str:
+    config: WorkspaceConfig,
+    rejects: Rejects,
+) -> tuple[int, int, dict[str, str]] | str:
     """Read every part of ``batch`` into the temporary table ``_stage`` (id, sid, op).
 
     Returns:
-        ``(rows, rejected, rejects, md5s)`` (``md5s``: each part's checksum, computed while
-        reading it), or why the batch waits: a part that cannot be decompressed, or a checksum or
-        line count that disagrees with the ``.info``.
+        ``(rows, rejected, md5s)`` (``md5s``: each part's checksum, computed while reading it),
+        or why the batch waits: a part that cannot be decompressed or passes a size limit, or a
+        checksum or line count that disagrees with the ``.info``.
     """
     con.execute("DROP TABLE IF EXISTS _stage")
     con.execute("CREATE TEMP TABLE _stage (id VARCHAR, sid BIGINT, op TINYINT)")
     rows = rejected = 0
-    rejects: list[pa.Table] = []
     md5s: dict[str, str] = {}
+    limits = Limits(
+        max_line_bytes=config.max_line_bytes,
+        max_uncompressed_bytes=config.max_uncompressed_bytes,
+        max_compression_ratio=config.max_compression_ratio,
+    )
     for f in batch.files:
         reader = OutboundReader(
             f.name.name,
@@ -201,6 +207,10 @@ def _stage(
             lowercase_ids=source.lowercase_ids,
             md5=True,
             opener=partial(drop.open, f.name.name),
+            header_rows=source.outbound_header_rows,
+            separator=source.outbound_separator,
+            limits=limits,
+            keep_rejects=rejects.remaining,
         )
         try:
             _read_part(con, reader, f.name.name, rejects)
@@ -217,7 +227,7 @@ def _stage(
         rejected += reader.rejected_total
         if progress is not None:
             progress(f.size)
-    return rows, rejected, rejects, md5s
+    return rows, rejected, md5s
 
 
 def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:

@@ -62,6 +62,15 @@ __all__ = [
     "window",
 ]
 
+
+def _dropped(data: dict[str, Any]) -> str:
+    """Said when ``rejects.csv`` lists only the first ``max_rejects_kept`` rejects."""
+    kept = data.get("rejects_kept")
+    if kept is None or kept >= data["rows_rejected"]:
+        return ""
+    return f" (rejects.csv lists the first {thousands(kept)}; the others were counted, not listed)"
+
+
 def _change(rate: float, previous: pd.Series | None, noun: str) -> str:
     if previous is None or pd.isna(previous["match_rate"]):
         return f"This is the first run of {noun}."
@@ -127,7 +136,7 @@ def import_summary(workspace: str | os.PathLike[str] | Workspace | None, result:
         f"{thousands(reasons.get('no_profile'))}, could not be decrypted {thousands(reasons.get('undecryptable'))}.</li>",
         f"<li><b>Batches</b>: {thousands(data['batches_applied'])} applied, {thousands(data['batches_waiting'])} waiting, "
         f"{len(data.get('batches_skipped') or [])} skipped; {thousands(data['rows_read'])} rows read, "
-        f"{thousands(data['rows_rejected'])} rejected.</li>",
+        f"{thousands(data['rows_rejected'])} rejected{_dropped(data)}.</li>",
         "</ul>",
         f"<p class='aud-meta'>Run {escape(data.get('run_id') or 'not recorded')}, started "
         f"{escape(when(data.get('started_at')))}.</p>",

@@ -1,7 +1,7 @@
 """The sample workspace: made-up profiles, visitor IDs, AAM batches and a catalog, known counts.
 
 :func:`create_samples` fills a new workspace from a fixed seed, so every file it writes is the
-same, byte for byte, on every run. It adds five data sources of its own to ``audtools.toml``
+same, byte for byte, on every run. It adds six data sources of its own to ``audtools.toml``
 (comments kept), writes a demo key, loads about 3,000 profiles with their visitor IDs, and puts
 outbound batches and a ``catalog.json`` in the import drop. ``samples.json`` then says exactly what
 importing each sample audience must give (SPEC §5): the counts are known by construction, since
@@ -43,6 +43,7 @@ from audtools.samples.batches import (
     KEY_FILE,
     Row,
     Source,
+    app_visitor_batches,
     crm_batches,
     email_aes_batches,
     sha256_batches,
@@ -73,7 +74,7 @@ def create_samples(
 ) -> dict[str, Any]:
     """Fill a new workspace with generated sample data and the counts its imports must give.
 
-    Writes, under the workspace: five ``samples*`` data sources appended to ``audtools.toml``
+    Writes, under the workspace: six ``samples*`` data sources appended to ``audtools.toml``
     (its comments and entries kept), ``keys/demo.key`` (mode 0600), ``samples/profiles.csv`` and
     ``samples/visitors.csv`` (loaded as the profiles), ``catalog.json`` and outbound batches with
     their ``.info`` files in the import drop, and ``samples.json``. The same ``seed`` gives the
@@ -148,6 +149,7 @@ def _create(ws: Workspace, seed: int, history_days: int = 0) -> dict[str, Any]:
     sha256_batches(rng, by_id["samplesEmailSha256"], profiles)
     email_aes_batches(rng, by_id["samplesEmailAes"], profiles, key)
     sms_aes_batches(rng, by_id["samplesSmsAes"], profiles, key, region)
+    app_visitor_batches(rng, by_id["samplesAppVisitorId"], profiles)
 
     drop.mkdir(parents=True, exist_ok=True)
     written.append(_write_bytes(drop / "catalog.json", _json_bytes({"segments": CATALOG})))
@@ -271,6 +273,9 @@ def _write_batch(
     """Write a batch's parts and its ``.info``; the first of several parts is gzipped."""
     entry = source.entry
     stamp = FULL_TS if mode == "full" else ITER_TS
+    seconds = entry.get("outbound_timestamp") == "seconds"
+    if seconds:
+        stamp //= 1000  # 10 digits: the split number follows (…_1764288000001.sync)
     root = f"ftp_{entry['destination_id']}_{entry['dpid']}_{mode}_{stamp}"
     written: list[Path] = []
     files: list[dict[str, Any]] = []
@@ -278,7 +283,7 @@ def _write_batch(
         content = ("\n".join(r.text for r in part) + "\n").encode("utf-8")
         if len(parts) == 1:
             name = f"{root}.sync"
-        elif source.id == "samplesCrmId":
+        elif source.id == "samplesCrmId" or seconds:
             name = f"{root}{n:03d}.sync"  # the other split form: 3 digits after the timestamp
         else:
             name = f"{root}-{n}.sync"

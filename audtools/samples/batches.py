@@ -1,6 +1,6 @@
-"""The sample workspace's AAM side: its catalog, its five data sources and their batches.
+"""The sample workspace's AAM side: its catalog, its six data sources and their batches.
 
-:func:`source_entries` makes the ``audtools.toml`` entries of the five sample data sources; each
+:func:`source_entries` makes the ``audtools.toml`` entries of the six sample data sources; each
 ``*_batches`` function then writes the rows of a source's outbound batches into its
 :class:`Source`, deciding as it goes which members match a profile, which cannot be decrypted and
 which rows are malformed. :func:`state_after` replays the batches (SPEC §4.3), so that
@@ -83,7 +83,7 @@ class Source:
 
 
 def source_entries(rng: random.Random) -> list[Source]:
-    """The five sample data sources and their ``audtools.toml`` entries (IVs from ``rng``)."""
+    """The six sample data sources and their ``audtools.toml`` entries (IVs from ``rng``)."""
     email_iv, sms_iv = rng.randbytes(16).hex(), rng.randbytes(16).hex()
     aes = {"encryption": "aes-cbc", "key_file": KEY_FILE}
     entries: list[dict[str, Any]] = [
@@ -102,6 +102,11 @@ def source_entries(rng: random.Random) -> list[Source]:
          "destination_id": 56394, "reconciliation": "declared_id",
          "reconciliation_key": "mobile_phone", "channel": "sms", **aes, "iv": sms_iv,
          "encoding": "hex"},
+        # A non-default AAM Format: 10-digit timestamps with split numbers, and a header row.
+        {"id": "samplesAppVisitorId", "label": "Samples - App - Visitor ID (seconds Format)",
+         "dpid": 24021, "destination_id": 56395, "reconciliation": "visitor_id",
+         "outbound_name": "<SYNC_TYPE>_<ORDER_ID>_<MASTER_DPID>_<SYNC_MODE>_<TIMESTAMP>",
+         "outbound_timestamp": "seconds", "outbound_header_rows": 1},
     ]
     return [Source(entry) for entry in entries]
 
@@ -366,6 +371,26 @@ def sms_aes_batches(
     rng.shuffle(rows)
     _mix_in(rng, rows, _rejects(_encrypt(b"+12015550100", key, iv).hex(), "0a:1b")[:3])
     source.batches.append(("full", [rows]))
+
+
+HEADER = "ID\tSEGMENTS\tREMOVED"
+"""The header row of the seconds-Format sample source (its Format's "Header" field)."""
+
+
+def app_visitor_batches(rng: random.Random, source: Source, profiles: list[Profile]) -> None:
+    """A full batch in two parts (split numbers after a 10-digit timestamp), each part starting
+    with a header row, of visitor IDs in the Travel intenders segment."""
+    known = list(dict.fromkeys(v for p in profiles for v in p.visitor_ids))
+    taken = set(known)
+    unknown = [new_visitor_id(rng, taken) for _ in range(60)]
+    chosen = rng.sample(known, 300) + unknown[:50]
+    rng.shuffle(chosen)
+    rows = [_row(v, _segments(rng, TRAVEL, (SPORTS,)) if rng.random() < 0.6
+                 else _background(rng, (SPORTS, MOBILE))) for v in chosen]
+    _mix_in(rng, rows, _rejects(unknown[50], unknown[51][2:])[:3])
+    half = len(rows) // 2
+    header = Row(HEADER, blank=True)  # not a row: neither read nor rejected
+    source.batches.append(("full", [[header, *rows[:half]], [header, *rows[half:]]]))
 
 
 def state_after(

@@ -16,6 +16,7 @@ from audtools.samples.batches import (
     LOYALTY,
     MOBILE,
     NEWSLETTER,
+    TRAVEL,
     Source,
     state_after,
 )
@@ -100,6 +101,8 @@ def expectations(
               encrypted("samplesSmsAes", MOBILE, phones, True)),
         entry("Samples - Mobile app users (reconciled)", MOBILE, "samplesSmsAes", True,
               encrypted("samplesSmsAes", MOBILE, phones, False)),
+        entry("Samples - Travel intenders (app)", TRAVEL, "samplesAppVisitorId", False,
+              plain("samplesAppVisitorId", TRAVEL, owners)),
     ]
 
 
