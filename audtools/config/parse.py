@@ -67,14 +67,71 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 
 
 def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> WorkspaceConfig:
-    """Validate a parsed configuration dict; see :func:`load_config`."""
+    """Validate a parsed configuration dict; see :func:`load_config`.
+
+    Every section is checked, and every problem collected, before one :class:`ConfigError`
+    lists them all.
+    """
     problems: list[str] = []
     for key in data:
         if key not in ("workspace", "operators", "data_sources", "sftp", "s3"):
             problems.append(
                 f"unknown section '{key}' (allowed: workspace, operators, data_sources, sftp, s3)"
             )
+    text = _TextReader(problems)
+    ws = _workspace(data, root, problems, text)
+    remote = ws["remote"]
+    operators = _operators(data, problems, text)
+    if operators and ws["default_operator"] not in operators:
+        problems.append(
+            f"[workspace]: 'default_operator' is '{ws['default_operator']}', which no "
+            "[[operators]] entry names"
+        )
+    sources = _data_sources(data, problems, text)
+    if problems:
+        raise ConfigError(problems, name)
+    numbers = ws["numbers"]
+    import_drop, export_drop = ws["import_drop"], ws["export_drop"]
+    return WorkspaceConfig(
+        root=root,
+        database=(root / ws["database"]).resolve(),
+        import_drop=import_drop if is_remote(import_drop) else (root / import_drop).resolve(),
+        export_drop=export_drop if is_remote(export_drop) else (root / export_drop).resolve(),
+        default_operator=ws["default_operator"],
+        default_region=ws["default_region"],
+        lock_timeout=float(ws["lock_timeout"]),
+        settle_seconds=float(numbers["settle_seconds"]),
+        max_rejects_kept=int(numbers["max_rejects_kept"]),
+        max_line_bytes=int(numbers["max_line_bytes"]),
+        max_uncompressed_bytes=int(numbers["max_uncompressed_bytes"]),
+        max_compression_ratio=float(numbers["max_compression_ratio"]),
+        operators=operators,
+        data_sources=sources,
+        remote=remote,
+    )
 
+
+class _TextReader:
+    """Reads a text value of a table, noting a value of another type as a problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+
+    def __call__(
+        self, table: dict[str, Any], key: str, where: str, default: str | None
+    ) -> str | None:
+        value = table.get(key, default)
+        if value is not None and not isinstance(value, str):
+            self.problems.append(f"{where}: '{key}' must be text")
+            return default
+        return value
+
+
+def _workspace(
+    data: dict[str, Any], root: Path, problems: list[str], text: _TextReader
+) -> dict[str, Any]:
+    """The ``[workspace]`` table's values (and the ``[sftp]``/``[s3]`` settings of its drops),
+    defaults filled in, problems noted in the order a reader meets them."""
     ws = data.get("workspace", {})
     if not isinstance(ws, dict):
         problems.append("[workspace] must be a table")
@@ -84,33 +141,35 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
             problems.append(
                 f"[workspace]: unknown key '{key}' (allowed: {', '.join(sorted(_WORKSPACE_KEYS))})"
             )
-
-    def text(table: dict[str, Any], key: str, where: str, default: str | None) -> str | None:
-        value = table.get(key, default)
-        if value is not None and not isinstance(value, str):
-            problems.append(f"{where}: '{key}' must be text")
-            return default
-        return value
-
-    database = text(ws, "database", "[workspace]", "campaign.duckdb") or "campaign.duckdb"
-    import_drop = text(ws, "import_drop", "[workspace]", "drops/import") or "drops/import"
-    export_drop = text(ws, "export_drop", "[workspace]", "drops/export") or "drops/export"
-    for key, value in (("import_drop", import_drop), ("export_drop", export_drop)):
-        check_drop(value, key, problems)
-    remote = parse_remote(data, root, problems)
-    default_operator = text(ws, "default_operator", "[workspace]", "analyst") or "analyst"
-    default_region = text(ws, "default_region", "[workspace]", "US") or "US"
-    if not re.fullmatch(r"[A-Z]{2}", default_region):
+    out: dict[str, Any] = {
+        "database": text(ws, "database", "[workspace]", "campaign.duckdb") or "campaign.duckdb",
+        "import_drop": text(ws, "import_drop", "[workspace]", "drops/import") or "drops/import",
+        "export_drop": text(ws, "export_drop", "[workspace]", "drops/export") or "drops/export",
+    }
+    for key in ("import_drop", "export_drop"):
+        check_drop(out[key], key, problems)
+    out["remote"] = parse_remote(data, root, problems)
+    out["default_operator"] = text(ws, "default_operator", "[workspace]", "analyst") or "analyst"
+    region = text(ws, "default_region", "[workspace]", "US") or "US"
+    if not re.fullmatch(r"[A-Z]{2}", region):
         problems.append(
-            f"[workspace]: 'default_region' is '{default_region}'; "
+            f"[workspace]: 'default_region' is '{region}'; "
             "allowed: a two-letter upper-case country code such as US or FR"
         )
+    out["default_region"] = region
     lock_timeout = ws.get("lock_timeout", 60)
     if isinstance(lock_timeout, bool) or not isinstance(lock_timeout, int | float) or lock_timeout < 0:
         problems.append("[workspace]: 'lock_timeout' must be a number of seconds, 0 or more")
         lock_timeout = 60
-    numbers = {key: _workspace_number(ws, key, problems) for key in _WORKSPACE_NUMBERS}
+    out["lock_timeout"] = lock_timeout
+    out["numbers"] = {key: _workspace_number(ws, key, problems) for key in _WORKSPACE_NUMBERS}
+    return out
 
+
+def _operators(
+    data: dict[str, Any], problems: list[str], text: _TextReader
+) -> dict[str, Operator]:
+    """The ``[[operators]]`` entries by name, problems noted."""
     operators: dict[str, Operator] = {}
     raw_ops = data.get("operators", [])
     if not isinstance(raw_ops, list):
@@ -136,11 +195,14 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
         if op_name in operators:
             problems.append(f"{where}: duplicate operator name '{op_name}'")
         operators[op_name] = Operator(name=op_name, login=login)  # type: ignore[arg-type]
-    if operators and default_operator not in operators:
-        problems.append(
-            f"[workspace]: 'default_operator' is '{default_operator}', which no [[operators]] entry names"
-        )
+    return operators
 
+
+def _data_sources(
+    data: dict[str, Any], problems: list[str], text: _TextReader
+) -> dict[str, DataSource]:
+    """The ``[[data_sources]]`` entries by id; duplicate ids and dpids are found on the raw
+    values, so invalid entries are compared too."""
     sources: dict[str, DataSource] = {}
     seen_dpids: dict[int, str] = {}
     raw_sources = data.get("data_sources", [])
@@ -150,7 +212,6 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     seen_ids: set[str] = set()
     for i, src in enumerate(raw_sources, 1):
         source = _parse_source(src, i, problems, text)
-        # Duplicates are found on the raw values, so invalid entries are compared too.
         ident = src.get("id") if isinstance(src, dict) else None
         dpid = src.get("dpid") if isinstance(src, dict) else None
         if isinstance(ident, str) and ident:
@@ -166,26 +227,7 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
                 seen_dpids.setdefault(dpid, ident)
         if source is not None:
             sources.setdefault(source.id, source)
-
-    if problems:
-        raise ConfigError(problems, name)
-    return WorkspaceConfig(
-        root=root,
-        database=(root / database).resolve(),
-        import_drop=import_drop if is_remote(import_drop) else (root / import_drop).resolve(),
-        export_drop=export_drop if is_remote(export_drop) else (root / export_drop).resolve(),
-        default_operator=default_operator,
-        default_region=default_region,
-        lock_timeout=float(lock_timeout),
-        settle_seconds=float(numbers["settle_seconds"]),
-        max_rejects_kept=int(numbers["max_rejects_kept"]),
-        max_line_bytes=int(numbers["max_line_bytes"]),
-        max_uncompressed_bytes=int(numbers["max_uncompressed_bytes"]),
-        max_compression_ratio=float(numbers["max_compression_ratio"]),
-        operators=operators,
-        data_sources=sources,
-        remote=remote,
-    )
+    return sources
 
 
 def _workspace_number(ws: dict[str, Any], key: str, problems: list[str]) -> float:
