@@ -16,7 +16,6 @@ Example:
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,6 +24,16 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator
 
+from audtools.chart_style import (
+    COLOURS,
+    GREY,
+    axes_for,
+    empty,
+    figure_png,
+    style,
+    thousands,
+    window_text,
+)
 from audtools.chart_time import (
     _POINTS,
     _caption,
@@ -50,54 +59,7 @@ __all__ = [
     "unmatched_chart",
 ]
 
-#: Colours, chosen to stay apart for readers with a colour-vision deficiency (Okabe-Ito).
-COLOURS = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
-_GREY = "#8c8c8c"
 _MAX_BARS = 30  # per-run bar charts keep the latest runs only, to stay readable
-
-
-def figure_png(fig: Figure, dpi: int = 100) -> bytes:
-    """The figure as PNG bytes (for reports and the runs index)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", facecolor="white")
-    return buf.getvalue()
-
-
-def _axes(ax: Axes | None, size: tuple[float, float]) -> tuple[Figure, Axes]:
-    if ax is not None:
-        fig = ax.get_figure()
-        assert isinstance(fig, Figure)
-        return fig, ax
-    fig = Figure(figsize=size, layout="constrained")
-    return fig, fig.add_subplot()
-
-
-def _empty(ax: Axes, title: str, text: str) -> None:
-    ax.set_title(title, loc="left", fontweight="bold")
-    ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, color=_GREY)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    for spine in ax.spines.values():
-        spine.set_visible(False)
-
-
-def _style(ax: Axes) -> None:
-    ax.spines["top"].set_visible(False)
-    ax.spines["right"].set_visible(False)
-    ax.grid(axis="y", color="#e6e6e6", linewidth=0.8)
-    ax.set_axisbelow(True)
-
-
-def _thousands(value: float, _pos: int) -> str:
-    return f"{value:,.0f}"
-
-
-def _window_text(available_from: str | None, available_to: str | None) -> str:
-    if not available_from or not available_to:
-        return ""
-    start = pd.Timestamp(available_from)
-    end = pd.Timestamp(available_to)
-    return f"available {start:%d %b %H:%M} to {end:%d %b %H:%M} UTC"
 
 
 # -- one run ------------------------------------------------------------------------------------
@@ -136,12 +98,12 @@ def funnel_chart(
         stages.append(("addresses (distinct)", int(data.get("addresses") or 0), COLOURS[1]))
     else:
         stages.append(("profiles (distinct)", int(data.get("profiles") or 0), COLOURS[1]))
-    fig, ax = _axes(ax, (8, 0.55 * len(stages) + 1.6))
+    fig, ax = axes_for(ax, (8, 0.55 * len(stages) + 1.6))
     # Labels are typed by people: scrubbed, and drawn as plain text (never as mathtext).
     label = plain_text(audience.get("label")) or "the import"
     title = f"Funnel of {label}"
     if not members:
-        _empty(ax, title, "No members: the shared audience holds no ID of this data source.")
+        empty(ax, title, "No members: the shared audience holds no ID of this data source.")
         return fig
     names = [s[0] for s in stages][::-1]
     counts = [s[1] for s in stages][::-1]
@@ -158,10 +120,10 @@ def funnel_chart(
         )
     ax.set_xlim(0, top * 1.35)
     ax.set_xlabel("count")
-    ax.xaxis.set_major_formatter(FuncFormatter(_thousands))
+    ax.xaxis.set_major_formatter(FuncFormatter(thousands))
     ax.spines["top"].set_visible(False)
     ax.spines["right"].set_visible(False)
-    window = _window_text(data.get("available_from"), data.get("available_to"))
+    window = window_text(data.get("available_from"), data.get("available_to"))
     rate = f"match rate {data.get('match_rate', 0):.1%}"
     _titles(ax, title, f"{rate}; {window}" if window else rate)
     _caption(fig, ax, own, "How many of this import's members made it through each step, "
@@ -199,14 +161,14 @@ def _lines(runs: pd.DataFrame, column: str, *, data_source: str | None, ax: Axes
            time: str | None, title: str, ylabel: str, scale: float = 1.0
            ) -> tuple[Figure, Axes, pd.DataFrame, str]:
     """One line per data source of ``column`` over time; records the points drawn."""
-    fig, ax = _axes(ax, (9, 3.8))
+    fig, ax = axes_for(ax, (9, 3.8))
     frame = _imports(runs, data_source)
     when = _when(frame, time)
     frame = _deliveries(frame, when)
     points: list[dict[str, Any]] = []
     _POINTS[fig] = points
     if frame.empty:
-        _empty(ax, title, "No import yet.")
+        empty(ax, title, "No import yet.")
         return fig, ax, frame, when
     frame = frame.sort_values(when)
     for i, (source, group) in enumerate(frame.groupby("data_source", sort=True)):
@@ -218,7 +180,7 @@ def _lines(runs: pd.DataFrame, column: str, *, data_source: str | None, ax: Axes
     ax.set_ylabel(ylabel)
     ax.set_xlabel(_time_label(when))
     _date_axis(ax, frame[when])
-    _style(ax)
+    style(ax)
     # Beside the plot, never over its points.
     ax.legend(title="data source", fontsize=8, title_fontsize=8, frameon=False,
               loc="upper left", bbox_to_anchor=(1.01, 1.0))
@@ -285,7 +247,7 @@ def members_chart(
                                   ylabel="members (IDs)")
     if not frame.empty:
         ax.set_ylim(0, float(frame["members"].astype(float).max()) * 1.12 or 1)
-        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+        ax.yaxis.set_major_formatter(FuncFormatter(thousands))
     _caption(fig, ax, own, "Size of each imported audience after each delivery: a rising "
              "line is a segment that grows.")
     return fig
@@ -318,7 +280,7 @@ def rejects_chart(
         high = max(top * 1.12, 5)
         ax.set_ylim(-high * 0.03, high)  # lines at 0 stay visible above the axis
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
+        ax.yaxis.set_major_formatter(FuncFormatter(thousands))
     _caption(fig, ax, own, "Malformed batch rows each import set aside (listed in the run's "
              "rejects.csv): a spike means a partner sent bad rows.")
     return fig
@@ -381,12 +343,12 @@ def unmatched_chart(
     when = _when(frame, time)
     frame = _deliveries(frame, when).sort_values(when) if len(frame) else frame
     wide = 9.0 if when == "delivered_at" else max(8.0, 0.8 * min(len(frame), _MAX_BARS) + 3)
-    fig, ax = _axes(ax, (wide, 3.8))
+    fig, ax = axes_for(ax, (wide, 3.8))
     points: list[dict[str, Any]] = []
     _POINTS[fig] = points
     title = "Unmatched members per import, by reason"
     if frame.empty:
-        _empty(ax, title, "No import yet.")
+        empty(ax, title, "No import yet.")
         return fig
     names, bars = _unmatched_bars(frame, when)
     positions = list(range(len(bars)))
@@ -402,8 +364,8 @@ def unmatched_chart(
     ax.set_ylabel("unmatched members (IDs)")
     ax.set_xlabel(_time_label(when))
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
-    _style(ax)
+    ax.yaxis.set_major_formatter(FuncFormatter(thousands))
+    style(ax)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     ax.set_title(title, loc="left", fontweight="bold")
     for x, row in zip(bars["x"], bars.itertuples(), strict=True):
@@ -438,27 +400,27 @@ def exports_chart(
         if shared_audience is not None:
             frame = frame[frame["label"] == shared_audience]
         frame = frame.sort_values("started_at").tail(_MAX_BARS)
-    fig, ax = _axes(ax, (max(8.0, 0.8 * len(frame) + 3), 3.8))
+    fig, ax = axes_for(ax, (max(8.0, 0.8 * len(frame) + 3), 3.8))
     title = "IDs sent per export: new versus already shared"
     if frame.empty:
-        _empty(ax, title, "No export yet.")
+        empty(ax, title, "No export yet.")
         return fig
     positions = range(len(frame))
     new = frame["ids_exported"].fillna(0).astype(int).to_list()
     old = frame["ids_already_shared"].fillna(0).astype(int).to_list()
     ax.bar(positions, new, color=COLOURS[2], label="exported (new IDs)", width=0.6)
-    ax.bar(positions, old, bottom=new, color=_GREY, label="already shared (not sent again)",
+    ax.bar(positions, old, bottom=new, color=GREY, label="already shared (not sent again)",
            width=0.6)
     _totals(ax, list(positions), [a + b for a, b in zip(new, old, strict=True)])
     ax.set_xticks(list(positions), _run_names(frame), fontsize=7, rotation=30, ha="right")
     _slots(ax, len(frame))
     ax.set_ylabel("IDs")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.yaxis.set_major_formatter(FuncFormatter(_thousands))
-    _style(ax)
+    ax.yaxis.set_major_formatter(FuncFormatter(thousands))
+    style(ax)
     ax.legend(fontsize=8, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     last = frame.iloc[-1]
-    window = _window_text(last.get("available_from"), last.get("available_to"))
+    window = window_text(last.get("available_from"), last.get("available_to"))
     _titles(ax, title, f"latest export {window}" if window else "")
     _caption(fig, ax, own, "IDs each export sent to Audience Manager, and those it did not "
              "send again because an earlier export had shared them.")
