@@ -18,7 +18,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 
 from audtools.errors import InputError
 
@@ -27,6 +27,7 @@ __all__ = [
     "InfoEntry",
     "check_entry",
     "file_md5",
+    "stream_md5",
     "line_count_agrees",
     "parse_info",
     "quote_keys",
@@ -198,13 +199,18 @@ def line_count_agrees(entry: InfoEntry, newlines: int, last_line_open: bool) -> 
     return entry.line_count in (newlines, newlines + (1 if last_line_open else 0))
 
 
-def file_md5(path: PathLike) -> str:
-    """The lower-case hex MD5 of a file as stored, read in 1 MiB blocks."""
+def stream_md5(stored: BinaryIO) -> str:
+    """The lower-case hex MD5 of an open file as stored, read in 1 MiB blocks."""
     digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
+    while block := stored.read(1 << 20):
+        digest.update(block)
     return digest.hexdigest()
+
+
+def file_md5(path: PathLike) -> str:
+    """The lower-case hex MD5 of a file as stored (see :func:`stream_md5`)."""
+    with open(path, "rb") as f:
+        return stream_md5(f)
 
 
 def check_entry(path: PathLike, entry: InfoEntry, newline_count: int | None) -> str | None:

@@ -10,13 +10,13 @@ batch that was not in the future when applied), waiting (with the first reason f
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 from collections import Counter
 
 import duckdb
 
 from audtools.config import DataSource, WorkspaceConfig
 from audtools.drops import Drop
+from audtools.formats.outbound_info import stream_md5
 from audtools.formats.outbound_names import read_name
 from audtools.importing.batches import FUTURE_MS, Batch, SourceBatches
 
@@ -44,14 +44,6 @@ def _stale_limit(applied: dict[str, tuple[int, dt.datetime]]) -> int | None:
     return max(good) if good else None
 
 
-def _file_md5(drop: Drop, name: str) -> str:
-    digest = hashlib.md5(usedforsecurity=False)
-    with drop.open(name) as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _check_applied(batch: Batch, known: dict[tuple[str, str], tuple[int, str, int]], drop: Drop) -> None:
     batch.status, batch.reason = "applied", None
     for f in batch.files:
@@ -66,7 +58,8 @@ def _check_applied(batch: Batch, known: dict[tuple[str, str], tuple[int, str, in
         # Times go through a float in listings: a microsecond apart is the same time.
         if abs((mtime_ns or 0) - f.mtime_ns) > 2000:
             try:
-                same = _file_md5(drop, f.name.name) == md5
+                with drop.open(f.name.name) as stored:
+                    same = stream_md5(stored) == md5
             except OSError:
                 same = False
             if not same:
