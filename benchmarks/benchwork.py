@@ -246,6 +246,49 @@ def work_explorer(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
     return {"times": times, "items": out.members, "check": check}
 
 
+def work_name_matching(n: int, repeat: int, warmup: int, arg: str | None) -> Result:
+    """The import drop's names read and grouped into batches (``importing.scan.group_drop``): a
+    drop of ``n`` files, batches of 4 parts under the three default data sources (``.info`` files
+    listed but not read: the drop is listed once before the clock starts), and the whole
+    ``audtools batches`` scan of the same drop beside it (listing, ``.info`` files, decisions)."""
+    import tempfile
+
+    from audtools.drops import import_drop
+    from audtools.importing.scan import group_drop, scan_drop
+    from audtools.workspace import init_workspace
+
+    root = Path(tempfile.mkdtemp(prefix="bench-names-"))
+    ws = init_workspace(root / "ws")
+    folder = root / "ws" / "drops" / "import"
+    dpids = [s.dpid for s in ws.config.data_sources.values()]
+    past = time.time() - 86_400
+    for i in range(n):
+        batch, part = divmod(i, 4)
+        dpid = dpids[batch % len(dpids)]
+        mode = "full" if batch % 10 == 0 else "iter"
+        path = folder / f"ftp_{46390 + batch % len(dpids)}_{dpid}_{mode}_{1_700_000_000_000 + batch * 1000}-{part + 1}.sync.gz"
+        path.touch()
+        os.utime(path, (past, past))
+    drop = import_drop(ws.config)
+    entries = drop.list()
+
+    class Listed:
+        """The drop as listed: the clock measures reading the names, not the file system."""
+        url = drop.url
+
+        def list(self) -> list[Any]:
+            return entries
+
+    times, (by_source, ignored) = _timed(lambda: group_drop(ws.config, Listed()), repeat, warmup)  # type: ignore[arg-type]
+    files = sum(len(b.files) for batches in by_source.values() for b in batches.values())
+    check = "ok" if files == n and not ignored else f"MISMATCH: {files} files read, {len(ignored)} ignored"
+    with ws.session() as con:
+        start = time.perf_counter()
+        scan_drop(ws.config, con)
+        whole = time.perf_counter() - start
+    return {"times": times, "items": n, "check": check, "info": {"scan_seconds": round(whole, 3)}}
+
+
 # -- naive baselines ------------------------------------------------------------------------------
 # Inputs that audtools holds in its database (the profiles) are loaded before the clock starts,
 # as pandas objects; everything else is timed.
@@ -407,6 +450,7 @@ WORKERS: dict[str, Callable[[int, int, int, str | None], Result]] = {
     "sha256": work_sha256,
     "read_split": work_read_split,
     "explorer": work_explorer,
+    "name_matching": work_name_matching,
 }
 
 NAIVE: dict[str, Callable[[int, Path], Result]] = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
 from audtools.config import DataSource
@@ -153,13 +152,8 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
     return reading(template, m, name)
 
 
-def _split(template: NameTemplate, g: tuple[str | None, ...], ts: str) -> tuple[int, str, str | None, SplitForm | None] | str:
-    """``(timestamp_ms, ts_text, split, form)`` from the groups of a match, or why not."""
-    i = template.groups
-    if template.split_after_timestamp:
-        dash, extra = g[i[8]], g[i[7]] or ""
-    else:
-        dash, extra = None, ""
+def _split(template: NameTemplate, dash: str | None, extra: str, ts: str) -> tuple[int, str, str | None, SplitForm | None] | str:
+    """``(timestamp_ms, ts_text, split, form)`` of a timestamp and what follows it, or why not."""
     if template.fields:
         when = _formatted(template, ts)
         if isinstance(when, str):
@@ -173,37 +167,55 @@ def _split(template: NameTemplate, g: tuple[str | None, ...], ts: str) -> tuple[
 
 def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName | str:
     """The parts of ``name`` from a match of one of ``template``'s patterns (see
-    :func:`read_name`)."""
+    :func:`read_name`). Drops list up to hundreds of thousands of names: the common case (a
+    numeric timestamp whose split follows it) is read without a further call."""
     g = m.groups()
-    i = template.groups
-    ts = g[i[6]] or ""
-    read = _split(template, g, ts)
+    i_sync, i_order, i_dpid, i_master, i_alias, i_mode, i_ts, i_digits, i_dash, i_x, i_comp, i_ext = template.groups
+    ts = g[i_ts] or ""
+    x = None
+    if template.split_after_timestamp:
+        dash, extra = g[i_dash], g[i_digits] or ""
+        setting = template.timestamp
+        n = len(ts) + len(extra)
+        if not template.fields and ((setting == "milliseconds" and n == 13) or (setting == "seconds" and n == 10)
+                                    or (setting == "auto" and n in (10, 13))):
+            # A whole numeric timestamp, with a dash split or none.
+            ts_text = ts + extra
+            read: tuple[int, str, str | None, SplitForm | None] | str = (
+                int(ts_text) * (1000 if n == 10 else 1), ts_text, dash, None if dash is None else "dash"
+            )
+        else:
+            read = _split(template, dash, extra, ts)
+    else:
+        read = _split(template, None, "", ts)
+        x = g[i_x] if i_x >= 0 else None
     if isinstance(read, str):
         return read
     timestamp_ms, ts_text, split, form = read
-    x = g[i[9]] if i[9] >= 0 else None
     if template.split_after_timestamp:
-        root = name[: m.start(i[6] + 1) + len(ts_text)]
+        root = name[: m.start(i_ts + 1) + len(ts_text)]
     elif x is not None:
         split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
-        root = name[: m.start(i[9] + 1)] + name[m.end(i[9] + 1) : m.start(i[11] + 1)]
+        root = name[: m.start(i_x + 1)] + name[m.end(i_x + 1) : m.start(i_ext + 1)]
     else:
-        root = name[: m.start(i[11] + 1)]
-    sync, order, comp = g[i[0]] if i[0] >= 0 else None, g[i[1]] if i[1] >= 0 else None, g[i[10]]
-    dpid = (g[i[3]] if i[3] >= 0 else None) or g[i[2]]
+        root = name[: m.start(i_ext + 1)]
+    sync = g[i_sync] if i_sync >= 0 else None
+    order = g[i_order] if i_order >= 0 else None
+    comp = g[i_comp]
+    dpid = (g[i_master] if i_master >= 0 else None) or g[i_dpid]
     return OutboundName(
-        name=name,
-        sync_type=sync.lower() if sync else "",
-        destination_id=int(order) if order is not None else None,
-        master_dpid=int(dpid or 0),
-        alias=g[i[4]] if i[4] >= 0 else None,
-        mode="full" if g[i[5]] == "full" else "iter",
-        timestamp_ms=timestamp_ms,
-        split=None if split is None else int(split),
-        split_form=form,
-        root=root,
-        compression=comp.lower() if comp else None,
-        ts_text=ts_text,
+        name,
+        sync.lower() if sync else "",
+        None if order is None else int(order),
+        int(dpid or 0),
+        g[i_alias] if i_alias >= 0 else None,
+        "full" if g[i_mode] == "full" else "iter",
+        timestamp_ms,
+        None if split is None else int(split),
+        form,
+        root,
+        comp.lower() if comp else None,
+        ts_text,
     )
 
 
@@ -218,8 +230,7 @@ def parse_name(name: str) -> OutboundName | None:
     return read if isinstance(read, OutboundName) else None
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(NamedTuple):
     """Who claims a drop file name.
 
     Attributes:
@@ -243,40 +254,56 @@ class NameMatcher:
         self.sources = {s.id: s for s in sources}
         self._templates = [(s.id, s.name_template) for s in self.sources.values()]
         self._by_dpid = {s.dpid: s.id for s in self.sources.values()}
-        # Templates whose dpid has one reading: one anchored match of the name's start gives
-        # the dpid, and only the data sources with that dpid read the name whole. Data sources
-        # sharing the start of a template share that match.
-        self._heads: dict[str, tuple[re.Pattern[str], dict[str, list[tuple[str, NameTemplate]]]]] = {}
+        # Templates whose dpid has one reading (``dpid_fixed``): one anchored match of the
+        # name's start (shared by the templates that start alike) gives the dpid, and only the
+        # data sources with that dpid read the name whole. Other templates are tried one by one.
+        self._heads: list[tuple[re.Pattern[str], dict[str, list[tuple[str, NameTemplate]]]]] = []
+        heads: dict[str, dict[str, list[tuple[str, NameTemplate]]]] = {}
         self._loose: list[tuple[str, NameTemplate]] = []
         for s in self.sources.values():
             t = s.name_template
             if t.head is None:
                 self._loose.append((s.id, t))
                 continue
-            _, by_dpid = self._heads.setdefault(t.head.pattern, (t.head, {}))
-            by_dpid.setdefault(str(s.dpid), []).append((s.id, t))
+            if t.head.pattern not in heads:
+                heads[t.head.pattern] = {}
+                self._heads.append((t.head, heads[t.head.pattern]))
+            heads[t.head.pattern].setdefault(str(s.dpid), []).append((s.id, t))
 
     def claim(self, name: str) -> Claim:
         """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
         readings: dict[str, OutboundName] = {}
         problems: dict[str, str] = {}
-        candidates: list[tuple[str, NameTemplate]] = []
-        for head, by_dpid in self._heads.values():
+        for head, by_dpid in self._heads:
             m = head.match(name)
-            if m is not None:
-                candidates.extend(by_dpid.get(m["head"], ()))
-        if self._loose:
-            candidates.extend(self._loose)
-        for source_id, template in candidates:
-            full = template.own.fullmatch(name)
-            if full is None:
+            if m is None:
                 continue
-            result = reading(template, full, name)
-            if isinstance(result, str):
-                problems[source_id] = result
-            else:
-                readings[source_id] = result
+            for source_id, template in by_dpid.get(m.group("head"), ()):
+                full = template.own.fullmatch(name)
+                if full is not None:
+                    result = reading(template, full, name)
+                    if isinstance(result, str):
+                        problems[source_id] = result
+                    else:
+                        readings[source_id] = result
+        for source_id, template in self._loose:
+            self._read_one(source_id, template, name, readings, problems)
         return Claim(readings, problems)
+
+    @staticmethod
+    def _read_one(
+        source_id: str, template: NameTemplate, name: str,
+        readings: dict[str, OutboundName], problems: dict[str, str],
+    ) -> None:
+        """Read ``name`` with one data source's own pattern into ``readings`` or ``problems``."""
+        full = template.own.fullmatch(name)
+        if full is None:
+            return
+        result = reading(template, full, name)
+        if isinstance(result, str):
+            problems[source_id] = result
+        else:
+            readings[source_id] = result
 
     def why_ignored(self, name: str) -> tuple[str, list[str]]:
         """Why no data source reads ``name``, and the data sources the reason concerns."""

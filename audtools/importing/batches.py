@@ -30,7 +30,7 @@ class DropFile:
         return round(self.mtime * 1e9)
 
 
-@dataclass
+@dataclass(slots=True)
 class Batch:
     """All parts of one root name, the ``.info`` entries that name them, and what the scan found."""
 

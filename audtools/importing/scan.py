@@ -12,6 +12,9 @@ modification times are compared here; md5 and line counts are checked while appl
 
 from __future__ import annotations
 
+import contextlib
+import gc
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import duckdb
@@ -113,24 +116,45 @@ def _read_info(drop: Drop, entry: DropEntry) -> list[InfoEntry] | str:
     return content
 
 
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """Python's cycle collector paused: reading a drop of 100,000 names builds several hundred
+    thousand small objects and no cycles, and the collector's passes over them took a third of
+    the time."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _part_order(f: DropFile) -> tuple[int, str]:
+    return f.name.part, f.name.name
+
+
 def group_drop(config: WorkspaceConfig, drop: Drop) -> tuple[dict[str, dict[str, Batch]], list[Ignored]]:
     """The drop's batches per data source and root, and the files that belong to none."""
     grouping = _Grouping(config)
     infos: list[DropEntry] = []
-    for entry in drop.list():
-        if not looks_like_batch(entry.name):
-            continue
-        if entry.is_link:
-            grouping.ignored.append(Ignored(entry.name, "a link (links are never read)"))
-        elif entry.name.lower().endswith(".info"):
-            infos.append(entry)
-        else:
-            grouping.add_file(entry)
-    for entry in infos:
-        grouping.add_info(entry, _read_info(drop, entry))
-    for batches in grouping.by_source.values():
-        for batch in batches.values():
-            batch.files.sort(key=lambda f: (f.name.part, f.name.name))
+    entries = drop.list()
+    with _no_collection():
+        for entry in entries:
+            if not looks_like_batch(entry.name):
+                continue
+            if entry.is_link:
+                grouping.ignored.append(Ignored(entry.name, "a link (links are never read)"))
+            elif entry.name.lower().endswith(".info"):
+                infos.append(entry)
+            else:
+                grouping.add_file(entry)
+        for entry in infos:
+            grouping.add_info(entry, _read_info(drop, entry))
+        for batches in grouping.by_source.values():
+            for batch in batches.values():
+                if len(batch.files) > 1:
+                    batch.files.sort(key=_part_order)
     grouping.ignored.sort(key=lambda i: i.name)
     return grouping.by_source, grouping.ignored
 
