@@ -22,6 +22,7 @@ from audtools.config import DataSource
 from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
 
 __all__ = [
+    "BATCH_ENDINGS",
     "NOT_BATCHES",
     "Claim",
     "NameMatcher",
@@ -37,7 +38,7 @@ SplitForm = Literal["dash", "digits"]
 
 # AAM's inbound and ID-synchronisation files: never batches, never listed (SPEC §4.1).
 NOT_BATCHES = ("ftp_dpm_", "c2c_id_", "adobe_id_")
-_BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
+BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
 _DEFAULT = compile_template(DEFAULT_TEMPLATE, "auto", dpid=0)
 
 
@@ -97,7 +98,7 @@ def info_name(root: str) -> str:
 def looks_like_batch(name: str) -> bool:
     """Whether ``name`` ends like a batch or ``.info`` (any case), and is not an inbound file."""
     lower = name.lower()
-    return lower.endswith(_BATCH_ENDINGS) and not lower.startswith(NOT_BATCHES)
+    return lower.endswith(BATCH_ENDINGS) and not lower.startswith(NOT_BATCHES)
 
 
 def _numeric(setting: str, digits: str, dash: str | None) -> tuple[int, str, str | None, SplitForm | None] | str:

@@ -24,7 +24,7 @@ from audtools.config import WorkspaceConfig
 from audtools.drops import Drop, DropEntry
 from audtools.errors import AudtoolsError
 from audtools.formats.outbound_info import MAX_INFO_BYTES, InfoEntry, parse_info
-from audtools.formats.outbound_names import NameMatcher, OutboundName, looks_like_batch
+from audtools.formats.outbound_names import BATCH_ENDINGS, NOT_BATCHES, NameMatcher, OutboundName
 from audtools.importing.batches import Batch, DropFile, Ignored, SourceBatches
 from audtools.importing.decide import decide
 
@@ -74,7 +74,12 @@ class _Grouping:
                 reason, concerned = self.matcher.why_ignored(entry.name)
                 self.ignored.append(Ignored(entry.name, reason, tuple(concerned)))
             return
-        claimed = f"claimed by {' and '.join(sorted(readings))}" if len(readings) > 1 else None
+        if len(readings) == 1:  # the common case, without the loop's steps
+            ((source_id, name),) = readings.items()
+            batch = self.by_source[source_id].get(name.root) or self.batch(source_id, name)
+            batch.files.append(DropFile(name, entry.size, entry.mtime))
+            return
+        claimed = f"claimed by {' and '.join(sorted(readings))}"
         for source_id, name in readings.items():
             batch = self.batch(source_id, name)
             batch.files.append(DropFile(name, entry.size, entry.mtime))
@@ -141,11 +146,12 @@ def group_drop(config: WorkspaceConfig, drop: Drop) -> tuple[dict[str, dict[str,
     entries = drop.list()
     with _no_collection():
         for entry in entries:
-            if not looks_like_batch(entry.name):
-                continue
+            lower = entry.name.lower()
+            if not lower.endswith(BATCH_ENDINGS) or lower.startswith(NOT_BATCHES):
+                continue  # as looks_like_batch(), on the lower-case name computed once
             if entry.is_link:
                 grouping.ignored.append(Ignored(entry.name, "a link (links are never read)"))
-            elif entry.name.lower().endswith(".info"):
+            elif lower.endswith(".info"):
                 infos.append(entry)
             else:
                 grouping.add_file(entry)
