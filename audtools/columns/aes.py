@@ -64,6 +64,13 @@ _HEX = re.compile(r"[0-9a-fA-F]*")
 # PKCS7 padding of p bytes, as UTF-8 strings (bytes 1..16 are ASCII control characters).
 _PADDINGS = pa.array([chr(p) * p for p in range(1, BLOCK + 1)], pa.string())
 _PAD_CHARACTERS = "".join(chr(p) for p in range(1, BLOCK + 1))
+# For p = 0..17: the block of 16 bytes p, and the mask of its last p bytes (p = 0 and 17, which
+# are never valid padding, have an empty mask: the check of p itself refuses them).
+_PAD_WORDS = np.array([[p] * BLOCK for p in range(BLOCK + 2)], dtype=np.uint8).view(np.uint64)
+_PAD_MASKS = np.array(
+    [[0] * (BLOCK - p) + [255] * p if 1 <= p <= BLOCK else [0] * BLOCK for p in range(BLOCK + 2)],
+    dtype=np.uint8,
+).view(np.uint64)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -346,11 +353,14 @@ def _decrypt_chunk(chunk: pa.Array, ecb: _Ecb, iv_block: np.ndarray, encoding: s
     previous[1:] = blocks[:-1]
     previous[first_block] = iv_block
     plain = ecb(blocks).reshape(-1, BLOCK) ^ previous
-    # PKCS7: the last byte p is 1 to 16 and the last p bytes all equal p.
+    # PKCS7: the last byte p is 1 to 16 and the last p bytes all equal p. Compared as two
+    # 64-bit words per value against the padding block of p, under the mask of its last p bytes.
     last = plain[last_block]
     pad = last[:, -1]
-    in_pad = np.arange(BLOCK, dtype=np.uint8)[None, :] >= (BLOCK - pad)[:, None]
-    good = (pad >= 1) & (pad <= BLOCK) & np.all((last == pad[:, None]) | ~in_pad, axis=1)
+    p = np.minimum(pad, BLOCK + 1)
+    words = np.ascontiguousarray(last).view(np.uint64)
+    differ = (words ^ _PAD_WORDS[p]) & _PAD_MASKS[p]
+    good = (pad >= 1) & (pad <= BLOCK) & (differ[:, 0] == 0) & (differ[:, 1] == 0)
     offsets = np.zeros(m + 1, dtype=np.int64)
     np.cumsum(cipher_len, out=offsets[1:])
     padded = pa.Array.from_buffers(
