@@ -15,8 +15,10 @@ from pathlib import Path
 
 from conftest import settled
 
+from audtools.importing import state as segments
 from audtools.importing.scan import group_drop, import_drop, scan_drop
 from audtools.workspace import Workspace
+from audtools.workspace.database import transaction
 
 ROOT = "ftp_1_14016_full_1700000000000"
 
@@ -104,3 +106,24 @@ def test_group_drop_without_a_database_reads_infos(workspace: Workspace) -> None
     (batch,) = by_source["defaultDataSource"].values()
     assert [entry.file_name for _, entry in batch.infos] == [f"{ROOT}-1.sync"]
 
+
+def test_an_applied_file_touched_but_unchanged_is_read_once(workspace: Workspace) -> None:
+    ws = workspace
+    source = ws.config.data_sources["defaultDataSource"]
+    part = write(ws, f"{ROOT}.sync", f"{vid(1)}\t1\n".encode())
+    with ws.session() as con, transaction(con):
+        assert segments.apply_ready(con, ws.config, source, run_id="r1").batches_applied == [ROOT]
+
+    def status() -> tuple[str, str | None]:
+        with ws.session() as con:
+            (batch,) = scan_drop(ws.config, con).sources[source.id].batches
+            return batch.status, batch.reason
+
+    settled(part, age=60)  # copied again: a new time, the same bytes
+    assert status() == ("applied", None)  # read again: the md5 is the one applied
+    # Other bytes under the time now recorded: not read again, so not seen.
+    rewrite_keeping_time(part, f"{vid(2)}\t1\n".encode())
+    assert status() == ("applied", None)
+    # A new time: read again, and the other bytes are a conflict.
+    settled(part, age=30)
+    assert status() == ("skipped", "conflict")
