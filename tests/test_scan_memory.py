@@ -90,6 +90,8 @@ def test_remembered_infos_follow_the_drop(workspace: Workspace) -> None:
 
     assert remembered() == [(first.name, first.stat().st_size), (other.name, other.stat().st_size)]
     assert remembered() == [(first.name, first.stat().st_size), (other.name, other.stat().st_size)]
+    with ws.session() as con:  # a drop this workspace used before
+        con.execute("INSERT INTO info_files VALUES ('/old/drop', 'x.info', 1, 1, '[]', NULL)")
     other.unlink()
     write_info(ws, first.name, [f"{ROOT}-1.sync"])  # a new version replaces the old one
     assert remembered() == [(first.name, first.stat().st_size)]

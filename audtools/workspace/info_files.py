@@ -49,7 +49,8 @@ def remember(
     """Make ``found`` the drop's remembered ``.info`` versions; all others are forgotten.
 
     Nothing is written when ``found`` holds the same versions as ``before`` (what
-    :func:`remembered` gave): a scan of an unchanged drop writes nothing.
+    :func:`remembered` gave): a scan of an unchanged drop writes nothing. A workspace has one
+    import drop, so the rows of any other drop (one moved or configured anew) go too.
 
     Args:
         con: an open connection (inside the caller's transaction, if any).
@@ -59,7 +60,7 @@ def remember(
     """
     if found.keys() == before.keys():
         return
-    con.execute("DELETE FROM info_files WHERE drop_url = ?", [drop_url])
+    con.execute("DELETE FROM info_files")
     if not found:
         return
     keys = list(found)
