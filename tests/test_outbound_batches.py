@@ -288,3 +288,23 @@ def test_batches_and_check_list_ignored_files(workspace: Workspace, runner: CliR
     checked = check_workspace(ws)
     assert sum("is ignored" in w for w in checked["warnings"]) == 3
     assert not any("ignored" in p for p in checked["problems"])
+
+
+def test_batches_and_check_text_name_ignored_files(workspace: Workspace, runner: CliRunner) -> None:
+    ws = add_source(workspace, "s888", 888)
+    write(ws, "ftp_215_888_full_20191227103000.sync", [f"{vid(1)}\t1"])  # formatted, no split
+    write(ws, "ftp_1_4242_iter_1500727351632.sync", [f"{vid(1)}\t1"])  # no such data source
+    out = runner.invoke(cli, ["batches", "-w", str(ws.root)])
+    assert out.exit_code == 0, out.output
+    assert out.stdout.splitlines()[-3:] == [
+        "ignored drop files (2)",
+        "  ftp_1_4242_iter_1500727351632.sync: no data source with DPID 4242",
+        "  ftp_215_888_full_20191227103000.sync: timestamp of 14 digits: set outbound_timestamp",
+    ]
+    checked = runner.invoke(cli, ["check", "-w", str(ws.root)])
+    assert checked.exit_code == 0, checked.output
+    assert (
+        "  warning: import drop: ftp_1_4242_iter_1500727351632.sync is ignored: "
+        "no data source with DPID 4242" in checked.stdout.splitlines()
+    )
+    assert "ftp_215_888_full_20191227103000.sync is ignored: timestamp of 14 digits" in checked.stdout

@@ -58,23 +58,29 @@ def batches_cmd(workspace: Path, quiet: bool, verbose: bool, as_json: bool) -> N
     from audtools.importing.drop_status import batches
 
     data = batches(workspace)
+    emit(data, as_json, lambda: _batches_text(data))
 
-    def text() -> str:
-        lines: list[str] = []
-        sources: dict[str, Any] = data["data_sources"]  # type: ignore[assignment]
-        for source_id, info in sources.items():
-            lines.append(f"{source_id} (last processed file: {shown(info['last_file'] or '-')})")
-            for name in info["applied"]:
-                lines.append(f"  applied  {shown(name)}")
-            for name in info["ready"]:
-                lines.append(f"  ready    {shown(name)}")
-            for item in info["waiting"]:
-                lines.append(f"  waiting  {shown(item['name'])}: {shown(item['reason'])}")
-            for item in info["skipped"]:
-                lines.append(f"  skipped  {shown(item['name'])}: {shown(item['reason'])}")
-        return "\n".join(lines)
 
-    emit(data, as_json, text)
+def _batches_text(data: dict[str, Any]) -> str:
+    lines: list[str] = []
+    sources: dict[str, Any] = data["data_sources"]
+    for source_id, info in sources.items():
+        lines.append(f"{source_id} (last processed file: {shown(info['last_file'] or '-')})")
+        for name in info["applied"]:
+            lines.append(f"  applied  {shown(name)}")
+        for name in info["ready"]:
+            lines.append(f"  ready    {shown(name)}")
+        for item in info["waiting"]:
+            lines.append(f"  waiting  {shown(item['name'])}: {shown(item['reason'])}")
+        for item in info["skipped"]:
+            lines.append(f"  skipped  {shown(item['name'])}: {shown(item['reason'])}")
+    # Files that look like batches or .info files but belong to none (SPEC §4.1): never
+    # passed over without a word, in the text as in the JSON.
+    ignored: list[dict[str, Any]] = data["ignored"]
+    if ignored:
+        lines.append(f"ignored drop files ({len(ignored)})")
+        lines += [f"  {shown(item['name'])}: {shown(item['reason'])}" for item in ignored]
+    return "\n".join(lines)
 
 
 @click.command("import", context_settings=CONTEXT)

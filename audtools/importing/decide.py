@@ -1,7 +1,8 @@
 """The status of each batch of one data source (SPEC §4.2, §4.3), from the drop and the database.
 
 Applied batches are checked against their record (``late``, ``conflict``; a file's md5 is read
-again only when its size is the same and its modification time changed). The others are, in
+again only when its size is the same and its modification time changed, and the new time is then
+recorded, so that an unchanged file is read once, not at every scan). The others are, in
 timestamp order: ``future`` (more than a day ahead), ``stale`` (not newer than the newest applied
 batch that was not in the future when applied), waiting (with the first reason found), ready, or
 ``superseded`` by a newer complete ``full`` batch; behind a waiting batch, later ones wait.
@@ -18,7 +19,7 @@ from audtools.config import DataSource, WorkspaceConfig
 from audtools.drops import Drop
 from audtools.formats.outbound_info import stream_md5
 from audtools.formats.outbound_names import read_name
-from audtools.importing.batches import FUTURE_MS, Batch, SourceBatches
+from audtools.importing.batches import FUTURE_MS, Batch, DropFile, SourceBatches
 
 _BEHIND = "behind an incomplete batch"
 
@@ -44,17 +45,26 @@ def _stale_limit(applied: dict[str, tuple[int, dt.datetime]]) -> int | None:
     return max(good) if good else None
 
 
-def _check_applied(batch: Batch, known: dict[tuple[str, str], tuple[int, str, int]], drop: Drop) -> None:
+def _check_applied(
+    batch: Batch, known: dict[tuple[str, str], tuple[int, str, int]], drop: Drop
+) -> list[DropFile]:
+    """Set ``applied``, or ``late``/``conflict``, for a batch already applied.
+
+    Returns:
+        The files whose modification time changed but whose bytes are the ones applied (md5
+        read again): their new time is recorded, so that they are not read again next time.
+    """
     batch.status, batch.reason = "applied", None
+    touched: list[DropFile] = []
     for f in batch.files:
         seen = known.get((batch.root, f.name.name))
         if seen is None:
             batch.status, batch.reason = "skipped", "late"
-            return
+            return []
         size, md5, mtime_ns = seen
         if size != f.size:
             batch.status, batch.reason = "skipped", "conflict"
-            return
+            return []
         # Times go through a float in listings: a microsecond apart is the same time.
         if abs((mtime_ns or 0) - f.mtime_ns) > 2000:
             try:
@@ -64,7 +74,18 @@ def _check_applied(batch: Batch, known: dict[tuple[str, str], tuple[int, str, in
                 same = False
             if not same:
                 batch.status, batch.reason = "skipped", "conflict"
-                return
+                return []
+            touched.append(f)
+    return touched
+
+
+def _record_times(con: duckdb.DuckDBPyConnection, source_id: str, batch: Batch, files: list[DropFile]) -> None:
+    """Record the new modification time of applied files whose bytes were found unchanged."""
+    for f in files:
+        con.execute(
+            "UPDATE batch_files SET mtime_ns = ? WHERE data_source = ? AND root = ? AND name = ?",
+            [f.mtime_ns, source_id, batch.root, f.name.name],
+        )
 
 
 def _ambiguous(source: DataSource, batches: list[Batch], applied_names: list[str]) -> set[str]:
@@ -181,7 +202,7 @@ def decide(
     problems: dict[str, str | None] = {}
     for batch in batches:
         if batch.root in applied:
-            _check_applied(batch, known, drop)
+            _record_times(con, source.id, batch, _check_applied(batch, known, drop))
         elif batch.timestamp_ms > now_ms + FUTURE_MS:
             batch.status, batch.reason = "skipped", "future"
         elif last_ts is not None and batch.timestamp_ms <= last_ts:

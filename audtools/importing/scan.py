@@ -27,9 +27,12 @@ from audtools.formats.outbound_info import MAX_INFO_BYTES, InfoEntry, parse_info
 from audtools.formats.outbound_names import BATCH_ENDINGS, NOT_BATCHES, NameMatcher, OutboundName
 from audtools.importing.batches import Batch, DropFile, Ignored, SourceBatches
 from audtools.importing.decide import decide
+from audtools.workspace import info_files
+from audtools.workspace.info_files import InfoContent
 
-# .info contents by (drop, name, size, mtime): read once per process and version of the file.
-_INFO_CACHE: dict[tuple[str, str, int, float], list[InfoEntry] | str] = {}
+# .info contents by (drop, name, size, mtime), and whether they are lasting (see _read_info):
+# read once per process and version of the file, also where no database is at hand.
+_INFO_CACHE: dict[tuple[str, str, int, float], tuple[InfoContent, bool]] = {}
 
 
 @dataclass
@@ -103,22 +106,50 @@ class _Grouping:
             self.ignored.append(Ignored(entry.name, "lists no file of any data source"))
 
 
-def _read_info(drop: Drop, entry: DropEntry) -> list[InfoEntry] | str:
-    """An ``.info``'s entries, or why it cannot be read; remembered per (name, size, mtime)."""
+def _read_info(drop: Drop, entry: DropEntry) -> tuple[InfoContent, bool]:
+    """An ``.info``'s entries, or why it cannot be read, and whether that is what its bytes say
+    (lasting, remembered in the database) rather than a failure to read them (tried again by
+    the next process). Remembered in this process per (drop, name, size, mtime)."""
     key = (drop.url, entry.name, entry.size, entry.mtime)
     cached = _INFO_CACHE.get(key)
     if cached is not None:
         return cached
+    lasting = False
     try:
-        content: list[InfoEntry] | str = parse_info(drop.read_bytes(entry.name, MAX_INFO_BYTES), entry.name)
+        data = drop.read_bytes(entry.name, MAX_INFO_BYTES)
+        lasting = True
+        content: InfoContent = parse_info(data, entry.name)
     except AudtoolsError as exc:
         content = exc.message
     except OSError as exc:
         content = f"it cannot be read ({exc.strerror or exc})"
     if len(_INFO_CACHE) > 10_000:
         _INFO_CACHE.clear()
-    _INFO_CACHE[key] = content
-    return content
+    _INFO_CACHE[key] = content, lasting
+    return content, lasting
+
+
+def _read_infos(
+    drop: Drop, entries: list[DropEntry], con: duckdb.DuckDBPyConnection | None
+) -> list[InfoContent]:
+    """What each ``.info`` of ``entries`` says, read once per (name, size, modification time):
+    remembered in the workspace database when there is a connection (SPEC §4.2), else in this
+    process only. The database then remembers exactly the versions listed now."""
+    before = info_files.remembered(con, drop.url) if con is not None else {}
+    found: dict[info_files.InfoKey, InfoContent] = {}
+    out: list[InfoContent] = []
+    for entry in entries:
+        key = (entry.name, entry.size, round(entry.mtime * 1e9))
+        content = before.get(key)
+        lasting = content is not None
+        if content is None:
+            content, lasting = _read_info(drop, entry)
+        if lasting:
+            found[key] = content
+        out.append(content)
+    if con is not None:
+        info_files.remember(con, drop.url, found, before)
+    return out
 
 
 @contextlib.contextmanager
@@ -139,8 +170,13 @@ def _part_order(f: DropFile) -> tuple[int, str]:
     return f.name.part, f.name.name
 
 
-def group_drop(config: WorkspaceConfig, drop: Drop) -> tuple[dict[str, dict[str, Batch]], list[Ignored]]:
-    """The drop's batches per data source and root, and the files that belong to none."""
+def group_drop(
+    config: WorkspaceConfig, drop: Drop, con: duckdb.DuckDBPyConnection | None = None
+) -> tuple[dict[str, dict[str, Batch]], list[Ignored]]:
+    """The drop's batches per data source and root, and the files that belong to none.
+
+    With ``con``, ``.info`` contents are remembered in the workspace database across runs.
+    """
     grouping = _Grouping(config)
     infos: list[DropEntry] = []
     entries = drop.list()
@@ -155,8 +191,8 @@ def group_drop(config: WorkspaceConfig, drop: Drop) -> tuple[dict[str, dict[str,
                 infos.append(entry)
             else:
                 grouping.add_file(entry)
-        for entry in infos:
-            grouping.add_info(entry, _read_info(drop, entry))
+        for entry, content in zip(infos, _read_infos(drop, infos, con), strict=True):
+            grouping.add_info(entry, content)
         for batches in grouping.by_source.values():
             for batch in batches.values():
                 if len(batch.files) > 1:
@@ -182,7 +218,7 @@ def scan_drop(
             listed: on S3 the time of the listing answer, elsewhere the local clock).
     """
     drop = import_drop(config)
-    by_source, ignored = group_drop(config, drop)
+    by_source, ignored = group_drop(config, drop, con)
     now = drop.now() if now is None else now
     out: dict[str, SourceBatches] = {}
     for source_id, source in config.data_sources.items():

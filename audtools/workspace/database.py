@@ -77,6 +77,14 @@ MIGRATIONS: list[str] = [
     CREATE TABLE IF NOT EXISTS batch_waits (
         data_source VARCHAR, root VARCHAR, fingerprint VARCHAR, reason VARCHAR, run_id VARCHAR);
     """,
+    # What each .info file of an import drop says, per version of the file (name, size,
+    # modification time): its entries as JSON, or why it is not a valid .info (SPEC §4.2: read
+    # once and remembered; on SFTP and S3 each read is a download). See workspace/info_files.
+    """
+    CREATE TABLE IF NOT EXISTS info_files (
+        drop_url VARCHAR, name VARCHAR, size BIGINT, mtime_ns BIGINT,
+        entries VARCHAR, problem VARCHAR);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
