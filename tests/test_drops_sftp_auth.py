@@ -1,17 +1,27 @@
 """Which credentials an SFTP drop offers, against the real OpenSSH server (tests/servers.py) and a
 real ``ssh-agent``: with ``[sftp] key_file``, that key only (signed by the agent when it holds
-it); without it, the agent's keys, then the default keys of ``~/.ssh``, as ``ssh`` does."""
+it); without it, the agent's keys, then the default keys of ``~/.ssh``, as ``ssh`` does; then a
+password from ``AUDTOOLS_SFTP_PASSWORD``."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from servers import SERVER_SECONDS, SSH_KEYGEN, SshServer, in_ci, keygen, require_servers
+from servers import (
+    SERVER_SECONDS,
+    SSH_KEYGEN,
+    SshServer,
+    in_ci,
+    keygen,
+    password_logins,
+    require_servers,
+)
 
 from audtools.drops import Drop, DropUnreachable, SftpSettings, open_drop
 from audtools.drops.remote import Retry
@@ -139,3 +149,28 @@ def test_an_encrypted_key_file_without_passphrase_or_agent_says_so(
     assert "AUDTOOLS_SFTP_KEY_PASSPHRASE" in caught.value.message
     monkeypatch.setenv("AUDTOOLS_SFTP_KEY_PASSPHRASE", "in the environment")
     assert _logs_in(ssh, tmp_path, locked)
+
+
+def test_password_login_from_the_environment(
+    tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A server that takes only a password (keys refused): ``AUDTOOLS_SFTP_PASSWORD`` logs in,
+    after the keys; a wrong one is refused without being repeated."""
+    require_servers(sshd=True)
+    why_not = password_logins()
+    if why_not:
+        pytest.skip(why_not)
+    password = "pw-" + uuid.uuid4().hex
+    with SshServer(tmp_path / "sshd", password=password) as ssh:
+        assert not _logs_in(ssh, tmp_path, None)  # no password: refused
+        monkeypatch.setenv("AUDTOOLS_SFTP_PASSWORD", "wrong-" + password)
+        with pytest.raises(DropUnreachable) as caught:
+            _drop(ssh, tmp_path, ssh.client_key).list()
+        assert "refused the login" in caught.value.message
+        assert "AUDTOOLS_SFTP_PASSWORD" in caught.value.message
+        assert password not in caught.value.message
+        monkeypatch.setenv("AUDTOOLS_SFTP_PASSWORD", password)
+        assert _logs_in(ssh, tmp_path, ssh.client_key)  # the key is refused, then the password
+        assert _logs_in(ssh, tmp_path, None)
+        assert "Accepted password for" in ssh.log.read_text()
+    assert password not in caplog.text
