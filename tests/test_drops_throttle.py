@@ -1,5 +1,5 @@
 """A throttled S3 import drop: moto's server behind a proxy that answers S3's ``503 SlowDown``
-(tests/servers.py). A few refusals are retried with backoff and the import gives the results of
+(tests/throttling.py). A few refusals are retried with backoff and the import gives the results of
 a local folder; refusals that never end fail the import with ``drop_unreachable`` naming the drop
 and the cause, applying nothing, and the next run succeeds."""
 
@@ -18,7 +18,8 @@ import pytest
 import tomlkit
 from click.testing import CliRunner
 from conftest import samples_json
-from servers import S3Server, ThrottlingProxy, fake_aws_credentials, require_servers
+from servers import S3Server, fake_aws_credentials, require_servers
+from throttling import ThrottlingProxy
 
 from audtools.cli.main import cli
 from audtools.workspace import Workspace
