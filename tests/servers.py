@@ -1,4 +1,5 @@
-"""Real servers for the remote-drop tests: Debian's OpenSSH server and moto's S3 server.
+"""Real servers for the remote-drop tests: Debian's OpenSSH server and moto's S3 server (the
+throttling proxy in front of moto is in tests/throttling.py).
 
 Both listen on 127.0.0.1 only, on a free port, and stop by themselves: the SSH server runs under
 ``timeout`` (it ends after :data:`SERVER_SECONDS` even if pytest is killed) and moto's server is a
@@ -110,6 +111,8 @@ class SshServer:
 
     Args:
         folder: where its keys, configuration, ``known_hosts`` and login folder go.
+        password: a login password the server takes instead of keys (:func:`password_logins`
+            says whether this machine allows it; see :meth:`_password_command`).
 
     Attributes:
         port: the port it listens on (127.0.0.1 only).
@@ -119,8 +122,9 @@ class SshServer:
         home: the login folder (``/~/`` in a drop URL).
     """
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, *, password: str | None = None) -> None:
         self.folder = folder
+        self.password = password
         folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.user = getpass.getuser()
@@ -145,12 +149,13 @@ class SshServer:
             f"PidFile {self.folder / 'sshd.pid'}",
             f"AuthorizedKeysFile {self.authorized_keys}",
             "StrictModes no",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
+            # With a password: that only, so that a login proves the password was used.
+            f"PubkeyAuthentication {'no' if self.password else 'yes'}",
+            f"PasswordAuthentication {'yes' if self.password else 'no'}",
             "KbdInteractiveAuthentication no",
             "UsePAM no",
-            # The tests run as root on CI: let root in, with a key only.
-            "PermitRootLogin prohibit-password",
+            # The tests run as root on CI: let root in, with a key only (or the test's password).
+            f"PermitRootLogin {'yes' if self.password else 'prohibit-password'}",
             # The login folder is a folder of the test, not the user's home.
             f"Subsystem sftp internal-sftp -d {self.home}",
             "LoginGraceTime 30",
@@ -184,10 +189,12 @@ class SshServer:
         if os.geteuid() == 0:
             # sshd started by root wants its privilege-separation folder (made by its service).
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+        command = [SSHD, "-D", "-e", "-f", str(self.config)]
+        if self.password:
+            command = self._password_command(command)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                ["timeout", "--kill-after=5", str(SERVER_SECONDS), SSHD, "-D", "-e", "-f",
-                 str(self.config)],
+                ["timeout", "--kill-after=5", str(SERVER_SECONDS), *command],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
             )
         try:
@@ -195,6 +202,24 @@ class SshServer:
         except RuntimeError:
             self.stop()
             raise RuntimeError(f"sshd did not start: {self.log.read_text()[-2000:]}") from None
+
+    def _password_command(self, command: list[str]) -> list[str]:
+        """``command`` run where ``/etc/shadow`` gives the user :attr:`password`.
+
+        sshd without PAM checks a password against the user's ``/etc/shadow`` entry, and no test
+        changes a password of the machine: the server runs in a mount namespace of its own
+        (``unshare -m``, root only) where a shadow file of the test, holding only the user's
+        entry with the test's password, is mounted over ``/etc/shadow``. The machine's file and
+        every other process's view of it stay as they are.
+        """
+        hashed = subprocess.run(["openssl", "passwd", "-6", "-stdin"], input=self.password,
+                                capture_output=True, text=True, check=True, timeout=30).stdout.strip()
+        shadow = self.folder / "shadow"
+        shadow.write_text(f"{self.user}:{hashed}:{int(time.time() // 86400) - 1}:0:99999:7:::\n")
+        shadow.chmod(0o600)
+        script = 'mount --bind "$1" /etc/shadow && shift && exec "$@"'
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "sh",
+                str(shadow), *command]
 
     def stop(self) -> None:
         """Stop the server and every connection it serves (as a crash of the host would)."""
@@ -214,6 +239,25 @@ class SshServer:
 
     def __exit__(self, *exc: Any) -> None:
         self.stop()
+
+
+def password_logins() -> str | None:
+    """Why this machine cannot run an SSH server with a test password (None: it can): that needs
+    root, a mount namespace (``unshare -m``, CAP_SYS_ADMIN, which containers often drop),
+    ``openssl``, and a user whose password lives in ``/etc/shadow``."""
+    if os.geteuid() != 0:
+        return "a password login needs the tests to run as root (a private /etc/shadow)"
+    if shutil.which("unshare") is None or shutil.which("openssl") is None:
+        return "a password login needs unshare (util-linux) and openssl"
+    import pwd
+
+    if not Path("/etc/shadow").is_file() or pwd.getpwnam(getpass.getuser()).pw_passwd != "x":
+        return "a password login needs the user's password in /etc/shadow"
+    tried = subprocess.run(["unshare", "--mount", "--propagation", "private", "true"],
+                           capture_output=True, timeout=30)
+    if tried.returncode != 0:
+        return "a password login needs a mount namespace (unshare -m: CAP_SYS_ADMIN)"
+    return None
 
 
 class S3Server:

@@ -88,7 +88,8 @@ class SftpSettings:
 
     Attributes:
         known_hosts: the ``known_hosts`` file host keys are checked against (always).
-        key_file: an OpenSSH private key; None: the SSH agent's keys.
+        key_file: an OpenSSH private key, the only key offered (the SSH agent signs with it
+            when it holds it); None: the SSH agent's keys, then the default keys of ``~/.ssh``.
     """
 
     known_hosts: Path = Path("~/.ssh/known_hosts")

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import re
 import time
 from typing import Any, BinaryIO
 
@@ -39,10 +40,11 @@ BLOCK = 8 << 20
 _COPY_PART = 1 << 30
 #: Metadata key of a published object: the temporary key it was copied from.
 ORIGIN = "audtools-temp"
-_TRANSIENT_CODES = {
-    "SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded", "RequestTimeout",
-    "InternalError", "ServiceUnavailable", "ConditionalRequestConflict", "OperationAborted",
-    "500", "502", "503", "504",
+#: Error codes of a store that asks for fewer requests (Amazon S3: 503 SlowDown).
+_THROTTLE_CODES = {"SlowDown", "Throttling", "ThrottlingException", "RequestLimitExceeded"}
+_TRANSIENT_CODES = _THROTTLE_CODES | {
+    "RequestTimeout", "InternalError", "ServiceUnavailable", "ConditionalRequestConflict",
+    "OperationAborted", "500", "502", "503", "504",
 }
 
 
@@ -130,14 +132,27 @@ class S3Drop(RemoteDrop):
         return "answer"
 
     def _cause(self, exc: BaseException) -> str:
-        from botocore.exceptions import NoCredentialsError
+        from botocore.exceptions import ClientError, NoCredentialsError
 
         if isinstance(exc, NoCredentialsError):
             return ("no AWS credentials were found in the standard chain (environment, shared "
                     "credentials and config files, the instance's role)")
         if isinstance(exc, PermissionError):
             return f"S3 refused the credentials or the access ({exc})"
-        return super()._cause(exc)
+        error = exc if isinstance(exc, ClientError) else exc.__cause__
+        if isinstance(error, ClientError):
+            code = str(error.response.get("Error", {}).get("Code", ""))
+            status = int(error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code in _THROTTLE_CODES or status == 503:
+                # A HEAD answer has no body: botocore then knows only the status.
+                said = code if code in _THROTTLE_CODES else "SlowDown or Service Unavailable"
+                return (f"the store throttled the requests (HTTP {status or 503}, {said}: "
+                        f"{self._plain(error)}); try again later, or spread the requests")
+        return self._plain(exc)
+
+    def _plain(self, exc: BaseException) -> str:
+        # botocore's "(reached max retries: 0)": audtools retries itself, and says how often.
+        return re.sub(r" \(reached max retries: [0-9]+\)", "", super()._cause(exc))
 
     # -- the drop ---------------------------------------------------------------------------------
 

@@ -9,9 +9,16 @@ that connection: ``lstat`` (a link is described, never followed), exclusive crea
 SFTP ``rename`` (fsspec's ``mv`` uses the overwriting ``posix-rename`` extension, never used here).
 
 Trust and credentials: the host key is always checked against ``known_hosts`` (``[sftp]
-known_hosts``, default ``~/.ssh/known_hosts``); the client proves itself with ``[sftp] key_file``
-(its passphrase from ``AUDTOOLS_SFTP_KEY_PASSPHRASE``) or the SSH agent, or a password from
-``AUDTOOLS_SFTP_PASSWORD``; ``~/.ssh/config`` is not read (``audtools.toml`` says everything).
+known_hosts``, default ``~/.ssh/known_hosts``); ``~/.ssh/config`` is not read (``audtools.toml``
+says everything). The client proves itself as ``ssh`` does, with OpenSSH's ``IdentitiesOnly``
+when a key is named:
+
+- with ``[sftp] key_file``: that key only, decrypted with ``AUDTOOLS_SFTP_KEY_PASSPHRASE``, or
+  signed by the SSH agent when the agent holds that same key; no other key of the agent or of
+  ``~/.ssh`` is offered (a server that counts failed keys never sees them);
+- without it: the SSH agent's keys (``SSH_AUTH_SOCK``), then the default keys of ``~/.ssh``
+  (``id_ed25519``, ``id_ecdsa``, ``id_rsa`` ...; encrypted ones only with the passphrase);
+- then, either way, a password from ``AUDTOOLS_SFTP_PASSWORD`` when one is set.
 """
 
 from __future__ import annotations
@@ -96,7 +103,29 @@ class SftpDrop(RemoteDrop):
             "password": os.environ.get(PASSWORD_VARIABLE) or None,
         }
         if self.settings.key_file is not None:
-            args["client_keys"] = [str(Path(self.settings.key_file).expanduser())]
+            args.update(self._key_file_args(args["passphrase"]))
+        return args
+
+    def _key_file_args(self, passphrase: str | None) -> dict[str, Any]:
+        """``key_file`` only (the module docstring says why): the file, and the agent restricted
+        to that key's public half (``KEY.pub``, else read from the key itself)."""
+        asyncssh, _, _ = _modules()
+        path = Path(self.settings.key_file or "").expanduser()
+        args: dict[str, Any] = {"client_keys": [str(path)], "agent_path": None}
+        agent = os.environ.get("SSH_AUTH_SOCK")
+        if not agent:
+            return args
+        public: Any = None
+        with contextlib.suppress(OSError, ValueError, asyncssh.KeyImportError):
+            public = asyncssh.read_public_key(str(path) + ".pub")
+        if public is None:
+            with contextlib.suppress(OSError, ValueError, asyncssh.KeyImportError,
+                                     asyncssh.KeyEncryptionError):
+                public = asyncssh.read_private_key(str(path), passphrase).convert_to_public()
+        if public is not None:
+            # Without a passphrase an encrypted file is skipped: the agent's copy signs.
+            args.update(agent_path=agent, agent_identities=[public],
+                        ignore_encrypted=passphrase is None)
         return args
 
     def _client(self) -> tuple[Any, Any]:
@@ -154,8 +183,10 @@ class SftpDrop(RemoteDrop):
         if isinstance(exc, asyncssh.PermissionDenied) or isinstance(
             exc.__cause__, asyncssh.PermissionDenied
         ):
-            how = (f"the key {self.settings.key_file}" if self.settings.key_file is not None
-                   else "the SSH agent's keys")
+            how = (f"the key {self.settings.key_file} (an encrypted key needs its passphrase in "
+                   f"{PASSPHRASE_VARIABLE} or the key in the SSH agent)"
+                   if self.settings.key_file is not None
+                   else "the SSH agent's keys or the default keys of ~/.ssh")
             return (f"the server refused the login {self.location.user!r} with {how}"
                     + (f" or the password of {PASSWORD_VARIABLE}"
                        if os.environ.get(PASSWORD_VARIABLE) else ""))

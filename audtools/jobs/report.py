@@ -45,6 +45,7 @@ __all__ = [
     "counts_text",
     "data_source_rows",
     "data_source_table",
+    "drop_line",
     "export_details",
     "export_summary",
     "history_summary",
@@ -103,6 +104,21 @@ def _as_dict(result: Any) -> dict[str, Any]:
         data.setdefault("started_at", getattr(result, "started_at", None))
         return data
     return dict(result)
+
+
+def drop_line(workspace: str | os.PathLike[str] | Workspace | None, kind: str) -> Html:
+    """Where the job reads (``kind`` "import") or writes ("export"): the drop's URL as the drops
+    layer shows it, never a credential (a password or passphrase is never part of it).
+
+    The job notebooks show it to the analyst in a cell that the stakeholder report leaves out:
+    an SFTP URL's ``login@host`` reads like an email address, which reports never show.
+    """
+    from audtools.drops import export_drop, import_drop
+
+    ws = as_workspace(workspace)
+    drop = import_drop(ws.config) if kind == "import" else export_drop(ws.config)
+    what = "Reads the import drop" if kind == "import" else "Writes to the export drop"
+    return Html(f"<p class='aud-meta'>{what} <code>{escape(drop.url)}</code>.</p>")
 
 
 # -- summaries ----------------------------------------------------------------------------------

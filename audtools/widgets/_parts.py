@@ -148,6 +148,20 @@ def number(value: int) -> str:
     return f"{value:,}"
 
 
+def drop_text(config: WorkspaceConfig, kind: str) -> tuple[str, str]:
+    """The URL of the workspace's import (``kind`` "import") or export drop, as the drops layer
+    shows it (never a credential), and the HTML line a screen shows it in."""
+    from audtools.drops import export_drop, import_drop
+
+    drop = import_drop(config) if kind == "import" else export_drop(config)
+    what = "Import drop (read)" if kind == "import" else "Export drop (written)"
+    line = (
+        f"<div style='color:#555;font-size:90%;margin-bottom:6px'>{what}: "
+        f"<code>{html.escape(drop.url)}</code></div>"
+    )
+    return drop.url, line
+
+
 def window_text(available_from: str, available_to: str) -> str:
     """The sync window in words."""
 

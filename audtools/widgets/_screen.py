@@ -26,6 +26,7 @@ from audtools.formats.catalog import SharedAudience
 from audtools.widgets._parts import (
     busy_sentence,
     catalog_options,
+    drop_text,
     quiet_library_logs,
     show,
     unexpected_sentence,
@@ -77,6 +78,8 @@ class Screen:
     title = ""
     subtitle = ""
     css = "audtools-screen"
+    #: The drop the screen reads ("import") or writes ("export"), shown under the title.
+    drop_kind: str | None = None
 
     def __init__(
         self,
@@ -109,6 +112,9 @@ class Screen:
             f"<div style='color:#555;margin-bottom:6px'>{html.escape(self.subtitle)}</div>"
         )
         self.status = W.HTML().add_class("audtools-status")
+        #: The URL of the drop the screen reads or writes, once the workspace was read.
+        self.drop_url: str | None = None
+        self.drop_line = W.HTML().add_class("audtools-drop")
         self.retry = W.Button(description="Retry", tooltip="Try the last action again")
         self.retry.add_class("audtools-retry")
         self.retry.on_click(lambda _b: self.retry_last())
@@ -131,6 +137,7 @@ class Screen:
         box = W.VBox(
             [
                 self.header,
+                self.drop_line,
                 *self.form(),
                 W.HBox([self.status, self.retry], layout=W.Layout(align_items="center")),
                 self.progress_area,
@@ -158,6 +165,8 @@ class Screen:
         wait = min(ws.config.lock_timeout, self.lock_wait)
         ws.config = dataclasses.replace(ws.config, lock_timeout=wait)
         self.config = ws.config
+        if self.drop_kind is not None:
+            self.drop_url, self.drop_line.value = drop_text(ws.config, self.drop_kind)
         return ws
 
     def check_operator(self, config: WorkspaceConfig) -> None:

@@ -77,6 +77,7 @@ class CreateAudienceScreen(CatalogScreen):
     title = "Create audience"
     subtitle = "Audiences > Create: import a shared audience of the Experience Cloud."
     css = "audtools-create-audience"
+    drop_kind = "import"
 
     def setup(self) -> None:
         """The form's widgets, then the first load."""

@@ -63,6 +63,7 @@ class MatchRateExplorer(CatalogScreen):
         "which writes nothing to the workspace."
     )
     css = "audtools-match-rates"
+    drop_kind = "import"
 
     def setup(self) -> None:
         """The choices' widgets, then the first load and update."""

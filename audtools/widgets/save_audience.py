@@ -70,6 +70,7 @@ class SaveAudienceScreen(CatalogScreen):
     title = "Save audience"
     subtitle = "Workflow activity: share the targeted profiles in the Adobe Experience Cloud."
     css = "audtools-save-audience"
+    drop_kind = "export"
 
     def setup(self) -> None:
         """The activity's widgets, then the first load and count."""
