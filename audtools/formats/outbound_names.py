@@ -271,6 +271,26 @@ class NameMatcher:
                 self._heads.append((t.head, heads[t.head.pattern]))
             heads[t.head.pattern].setdefault(str(s.dpid), []).append((s.id, t))
 
+    def sole(self, name: str) -> tuple[str, OutboundName] | None:
+        """``(source_id, name)`` when exactly one data source can read ``name`` and it does,
+        else None (then :meth:`claim` says who claims it and why not): the common case of a
+        drop's names, read without building a :class:`Claim`."""
+        if self._loose or len(self._heads) != 1:
+            return None
+        head, by_dpid = self._heads[0]
+        m = head.match(name)
+        if m is None:
+            return None
+        claimants = by_dpid.get(m.group("head"))
+        if claimants is None or len(claimants) != 1:
+            return None
+        source_id, template = claimants[0]
+        full = template.own.fullmatch(name)
+        if full is None:
+            return None
+        result = reading(template, full, name)
+        return None if isinstance(result, str) else (source_id, result)
+
     def claim(self, name: str) -> Claim:
         """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
         readings: dict[str, OutboundName] = {}

@@ -67,6 +67,12 @@ class _Grouping:
         return found
 
     def add_file(self, entry: DropEntry) -> None:
+        sole = self.matcher.sole(entry.name)
+        if sole is not None:  # the common case, without a Claim
+            source_id, name = sole
+            batch = self.by_source[source_id].get(name.root) or self.batch(source_id, name)
+            batch.files.append(DropFile(name, entry.size, entry.mtime))
+            return
         claim = self.matcher.claim(entry.name)
         readings = claim.readings
         if not readings:
