@@ -300,7 +300,7 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     log(f"generating data for N = {n:,} in {folder}")
     core_paths = ["profiles.parquet", "visitors.parquet", "members_visitor.parquet", "members_email.parquet",
                   "drop_visitors", "drop_emails", "plain", "template", "template.tmp", "work",
-                  ".done-core", ".done-template"]
+                  "drop_visitors2", "profiles.csv", "visitors.csv", ".done-core", ".done-template", ".done-shape2", ".done-csv"]
     for name in core_paths:
         child = folder / name
         if child.is_dir():
@@ -354,38 +354,11 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     }
     text = batch_text(members, segments_column(rng, n, SID_VISITORS))
     data = concat_bytes(text)
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=n + 1)
-    half = n // 2
-    drop = folder / "drop_visitors"
-    drop.mkdir()
     plain = folder / "plain"
     plain.mkdir()
     write_bytes(plain / f"{VISITOR_ROOT}.sync", data)
-    pieces = [data[: offsets[half]], data[offsets[half] :]]
-    names = [f"{VISITOR_ROOT}-{i}.sync.gz" for i in (1, 2)]
-    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL
-        blobs = list(pool.map(lambda b: gzip.compress(b, compresslevel=6, mtime=0), pieces))
-    files = []
-    for name, blob, piece in zip(names, blobs, pieces, strict=True):
-        write_bytes(drop / name, blob)
-        files.append(
-            {
-                "FileName": name,
-                "FileLineCount": _count_newlines(piece),
-                "FileByteSize": len(blob),
-                "md5": hashlib.md5(blob, usedforsecurity=False).hexdigest(),
-            }
-        )
-    info = {
-        "Files": files,
-        "Totals": {
-            "TotalFileCount": len(files),
-            "TotalLineCount": sum(f["FileLineCount"] for f in files),
-            "TotalByteSize": sum(f["FileByteSize"] for f in files),
-        },
-    }
-    write_bytes(drop / f"{VISITOR_ROOT}.info", json.dumps(info, indent=2).encode())
-    del blobs, pieces, data, text
+    write_gzip_batch(folder / "drop_visitors", text)
+    del data, text
     log(f"  visitor-ID batch written ({time.perf_counter() - started:.1f} s)")
 
     # The AES-email segment.
@@ -442,6 +415,41 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     return meta
 
 
+def write_gzip_batch(drop: Path, text: pa.StringArray, root: str = VISITOR_ROOT) -> None:
+    """A ``full`` batch of 2 gzip parts (the rows split in halves) and its ``.info`` (line counts,
+    sizes, md5) in a new folder ``drop``; ``text`` holds one string per row, newline included."""
+    n = len(text)
+    data = concat_bytes(text)
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32, count=n + 1)
+    base = int(offsets[0])
+    half = n // 2
+    drop.mkdir()
+    pieces = [data[: offsets[half] - base], data[offsets[half] - base :]]
+    names = [f"{root}-{i}.sync.gz" for i in (1, 2)]
+    with ThreadPoolExecutor(2) as pool:  # zlib releases the GIL
+        blobs = list(pool.map(lambda b: gzip.compress(b, compresslevel=6, mtime=0), pieces))
+    files = []
+    for name, blob, piece in zip(names, blobs, pieces, strict=True):
+        write_bytes(drop / name, blob)
+        files.append(
+            {
+                "FileName": name,
+                "FileLineCount": _count_newlines(piece),
+                "FileByteSize": len(blob),
+                "md5": hashlib.md5(blob, usedforsecurity=False).hexdigest(),
+            }
+        )
+    info = {
+        "Files": files,
+        "Totals": {
+            "TotalFileCount": len(files),
+            "TotalLineCount": sum(f["FileLineCount"] for f in files),
+            "TotalByteSize": sum(f["FileByteSize"] for f in files),
+        },
+    }
+    write_bytes(drop / f"{root}.info", json.dumps(info, indent=2).encode())
+
+
 def _count_newlines(piece: memoryview) -> int:
     return int(np.count_nonzero(np.frombuffer(piece, dtype=np.uint8) == 10))
 
@@ -460,6 +468,66 @@ def _check_ciphertexts(rng: np.random.Generator, cipher: pa.Array, plain: pa.Arr
         value = (unpadder.update(padded) + unpadder.finalize()).decode()
         if value != plain[i].as_py():
             raise RuntimeError(f"generated ciphertext {i} does not decrypt to its email")
+
+
+def ensure_shape2(n: int, force: bool = False) -> dict[str, Any]:
+    """The second workload shape of issue 15: the visitor-ID segment as a ``full`` gzip batch of 2
+    parts with ``.info`` in ``drop_visitors2/``, N rows, every member in two segments (the target
+    and one other), half the members visitor IDs of profiles and half unknown. The profiles and
+    visitor IDs are those of the core data (so the workspace template is shared)."""
+    folder = size_dir(n)
+    if not force and _done(folder, "shape2"):
+        return load_meta(n)
+    ensure_core(n)
+    started = time.perf_counter()
+    log(f"generating the second workload shape for N = {n:,}")
+    shutil.rmtree(folder / "drop_visitors2", ignore_errors=True)
+    visitors = pq.read_table(folder / "visitors.parquet")
+    rng = _rng(n, 7)
+    known = n // 2
+    chosen = pa.array(rng.choice(len(visitors), size=known, replace=False))
+    ids = visitors["visitor_id"].combine_chunks()
+    members = pa.concat_arrays([ids.take(chosen), digit_strings(rng, n - known, 38)])
+    members = members.take(pa.array(rng.permutation(n)))
+    owners = visitors["profile_id"].combine_chunks().take(chosen)
+    patterns = pa.array([f"{SID_VISITORS},24\n", f"26,{SID_VISITORS}\n"], pa.string())
+    segments = patterns.take(pa.array(rng.choice(2, size=n)))
+    write_gzip_batch(folder / "drop_visitors2", batch_text(members, segments))
+    meta = load_meta(n)
+    meta["visitors2"] = {
+        "members": n,
+        "matched": known,
+        "profiles": int(pc.count_distinct(owners).as_py()),
+        "rows": n,
+    }
+    meta.setdefault("generated_seconds", {})["shape2"] = round(time.perf_counter() - started, 1)
+    save_meta(n, meta)
+    _mark(folder, "shape2")
+    log(f"  second workload shape for N = {n:,} ready in {time.perf_counter() - started:.1f} s")
+    return meta
+
+
+def ensure_profiles_csv(n: int, force: bool = False) -> None:
+    """``profiles.csv`` and ``visitors.csv``: the core data's profiles and visitor IDs as the CSV
+    files ``audtools profiles load`` reads (a header, comma-separated, no quotes: no field holds a comma,
+    a quote or a line break)."""
+    import pyarrow.csv as pcsv
+
+    folder = size_dir(n)
+    if not force and _done(folder, "csv"):
+        return
+    ensure_core(n)
+    started = time.perf_counter()
+    for name in ("profiles", "visitors"):
+        tmp = folder / f"{name}.csv.tmp"
+        pcsv.write_csv(pq.read_table(folder / f"{name}.parquet"), tmp,
+                       pcsv.WriteOptions(quoting_style="none", quoting_header="none"))
+        os.replace(tmp, folder / f"{name}.csv")
+    meta = load_meta(n)
+    meta.setdefault("generated_seconds", {})["csv"] = round(time.perf_counter() - started, 1)
+    save_meta(n, meta)
+    _mark(folder, "csv")
+    log(f"  profiles and visitor IDs as CSV for N = {n:,} ready in {time.perf_counter() - started:.1f} s")
 
 
 def ensure_template(n: int, force: bool = False) -> Path:
@@ -582,11 +650,33 @@ def fresh_workspace(n: int, name: str, drops: tuple[str, ...] = ()) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(template, target)
     for drop in drops:
-        for f in sorted((size_dir(n) / drop).iterdir()):
-            os.link(f, target / "drops" / "import" / f.name)
+        link_drop(target, n, drop)
     if n >= 1_000_000:
         os.sync()  # so that write-back of the copy does not compete with the measured run
     return target
+
+
+def bare_workspace(n: int, name: str) -> Path:
+    """A new workspace in ``.cache/N/work/NAME`` with the benchmark configuration and catalog and
+    nothing loaded (what ``audtools profiles load`` starts from), flushed to disk."""
+    from audtools.workspace import init_workspace
+
+    work = size_dir(n) / "work"
+    work.mkdir(exist_ok=True)
+    target = work / name
+    shutil.rmtree(target, ignore_errors=True)
+    init_workspace(target)
+    (target / "audtools.toml").write_text(CONFIG)
+    (target / "drops" / "import" / "catalog.json").write_text(json.dumps(CATALOG, indent=2))
+    if n >= 1_000_000:
+        os.sync()  # so that write-back of the previous step does not compete with the measured run
+    return target
+
+
+def link_drop(workspace: Path, n: int, drop: str) -> None:
+    """Hard-link the batch files of ``drop`` into the workspace's import drop."""
+    for f in sorted((size_dir(n) / drop).iterdir()):
+        os.link(f, workspace / "drops" / "import" / f.name)
 
 
 def remove_work(n: int, keep: tuple[str, ...] = ()) -> None:
