@@ -1,4 +1,5 @@
-"""The naive baselines: what a careful analyst writes without audtools.
+"""The naive baselines: what a careful analyst writes without audtools, and how the runner
+measures them (``naive_seconds``).
 
 ``run.py --naive NAME --arg VARIANT --n N`` runs one of them once (no warm-up) in a process of its
 own and prints ``{"seconds": ..., "cpu": ..., "check": ...}``. The pandas pipelines run in two
@@ -14,8 +15,12 @@ starts, as pandas objects (or Python lists for ``lines``); everything else is ti
 
 from __future__ import annotations
 
+import argparse
+import datetime as dt
 import gzip
 import hashlib
+import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +28,17 @@ from typing import Any
 
 import benchdata as bd
 import pyarrow.parquet as pq
+from benchproc import (
+    HERE,
+    PYTHON,
+    ensure_data,
+    fmt_bytes,
+    fmt_n,
+    fmt_s,
+    generate,
+    progress,
+    run_process,
+)
 from benchwork import _column, _key_iv, _ref_decrypt, _ref_encrypt, _ref_phone
 
 Result = dict[str, Any]
@@ -284,6 +300,71 @@ def naive_export_aes(n: int, out_dir: Path, variant: str) -> Result:
         frame = pd.DataFrame({"id": ids.to_numpy(), "seg": f"d_sid={bd.SID_VISITORS + 1}"})
         frame.to_csv(out_dir / "naive_export.sync", sep="\t", header=False, index=False)
     return clock.result(len(ids) == bd.load_meta(n)["profiles_with_email"])
+
+
+# -- measuring them (the runner's side) ---------------------------------------------------------------------------------
+
+
+def naive_data(name: str, m: int) -> None:
+    """The generated data a naive baseline reads."""
+    if name in ("phone_mixed", "phone_e164", "sha256"):
+        ensure_data(name, m)
+    else:
+        generate("core", m)
+        if name == "import_visitor2":
+            generate("shape2", m)
+
+
+def naive_entry(name: str, variant: str, m: int) -> dict[str, Any]:
+    """One variant of a naive baseline at m: measured once per size, then cached."""
+    path = bd.size_dir(m) / "naive.json"
+    key = f"{name}/{variant}" if variant else name
+    label = f"{name} ({variant})" if variant else name
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    entry = cache.get(key)
+    if entry is not None and entry.get("gen_version") == bd.GEN_VERSION and "cpu" in entry:
+        return entry
+    naive_data(name, m)
+    progress(f"  naive {label} at N = {fmt_n(m)} (measured once, then cached)")
+    proc = run_process([PYTHON, str(HERE / "run.py"), "--naive", name, "--n", str(m), "--arg", variant])
+    if proc.returncode != 0:
+        raise RuntimeError(proc.stderr.strip()[-500:])
+    out = proc.json()
+    entry = {"seconds": out["seconds"], "cpu": out.get("cpu"), "check": out["check"], "rss": proc.rss,
+             "gen_version": bd.GEN_VERSION, "measured": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    if "dict_seconds" in out:
+        entry["dict_seconds"] = out["dict_seconds"]
+    progress(f"  naive {label} at N = {fmt_n(m)}: {entry['seconds']:.2f} s, RSS {fmt_bytes(proc.rss)}, {out['check']}")
+    cache = json.loads(path.read_text()) if path.is_file() else {}
+    cache[key] = entry
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(cache, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+    return entry
+
+
+def naive_seconds(name: str, n: int, args: argparse.Namespace) -> tuple[float, str]:
+    """The naive baseline at n: the fastest of its variants whose results are right (pandas on
+    ``object`` strings, on pandas' default ``str`` dtype, Python line by line), measured once per
+    size and extrapolated linearly above --naive-max."""
+    m = min(n, args.naive_max)
+    entries = {v: naive_entry(name, v, m) for v in variants(name)}
+    good = {v: e for v, e in entries.items() if e.get("check") == "ok"} or entries
+    best = min(good, key=lambda v: good[v]["seconds"])
+    entry = good[best]
+    notes = []
+    if len(entries) > 1:
+        notes.append(f"naive: {best}, the fastest of ("
+                     + ", ".join(f"{v} {fmt_s(e['seconds'] * n / m)} s" for v, e in entries.items()) + ")")
+    if entry.get("cpu") is not None:
+        notes.append(f"naive CPU {fmt_s(entry['cpu'] * n / m)} s")
+    if m != n:
+        notes.append(f"naive extrapolated ×{n / m:g} from {fmt_n(m)}")
+    note = ", ".join(notes)
+    bad = [f"{v or name}: {e.get('check')}" for v, e in entries.items() if e.get("check") != "ok"]
+    if bad:
+        note = (note + "; " if note else "") + "naive check " + "; ".join(bad)
+    return entry["seconds"] * n / m, note
 
 
 NAIVE: dict[str, Callable[[int, Path, str], Result]] = {
