@@ -639,6 +639,10 @@ def ensure_emails_norm(n: int, force: bool = False) -> None:
 
 # -- workspaces for one run -----------------------------------------------------------------------
 
+# Whether a workspace made for a run is flushed to disk first (from 1 M IDs): ``run.py --no-sync``
+# turns it off, to time the steps as a user runs them one after the other (issue 15's protocol).
+SYNC = [True]
+
 
 def fresh_workspace(n: int, name: str, drops: tuple[str, ...] = ()) -> Path:
     """A copy of the template in ``.cache/N/work/NAME`` with the batches of ``drops`` hard-linked
@@ -651,7 +655,7 @@ def fresh_workspace(n: int, name: str, drops: tuple[str, ...] = ()) -> Path:
     shutil.copytree(template, target)
     for drop in drops:
         link_drop(target, n, drop)
-    if n >= 1_000_000:
+    if n >= 1_000_000 and SYNC[0]:
         os.sync()  # so that write-back of the copy does not compete with the measured run
     return target
 
@@ -668,7 +672,7 @@ def bare_workspace(n: int, name: str) -> Path:
     init_workspace(target)
     (target / "audtools.toml").write_text(CONFIG)
     (target / "drops" / "import" / "catalog.json").write_text(json.dumps(CATALOG, indent=2))
-    if n >= 1_000_000:
+    if n >= 1_000_000 and SYNC[0]:
         os.sync()  # so that write-back of the previous step does not compete with the measured run
     return target
 

@@ -106,6 +106,7 @@ def machine_line(args: argparse.Namespace, started: dt.datetime, load: tuple[flo
         + f"; median of {args.repeat} runs after {args.warmup} warm-up"
         + (f" ({args.cli_warmup} for end-to-end steps)" if args.cli_warmup != args.warmup else "")
         + "; naive measured once per size"
+        + ("; workspace copies not flushed to disk before the runs (--no-sync)" if getattr(args, "no_sync", False) else "")
     )
 
 

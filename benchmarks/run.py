@@ -274,6 +274,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--step-budget", type=float, default=150,
                    help="seconds of measured runs per end-to-end step: fewer runs (at least 3) when the "
                    "warm-up shows that --repeat runs would take longer (default 150)")
+    p.add_argument("--no-sync", action="store_true",
+                   help="do not flush the workspace copies to disk before a run (from 1 M IDs they are): "
+                   "the steps as a user runs them, the write-back of the copy competing with the run")
     p.add_argument("--regenerate", action="store_true", help="regenerate the cached data of the sizes used")
     p.add_argument("--plan", action="store_true", help="print the steps and sizes that would run, and stop")
     # Internal: worker processes.
@@ -328,6 +331,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = 1
     if args.worker or args.naive or args.generate:
         return worker_main(args)
+    bd.SYNC[0] = not args.no_sync
     todo, growth = plan(args)
     if args.plan:
         for step, n in todo:
