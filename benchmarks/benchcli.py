@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import benchdata as bd
+import benchspaces as bs
 from benchproc import AUDTOOLS, HERE, PYTHON, Row, fmt_bytes, fmt_n, progress, run_process
 
 # -- the steps -----------------------------------------------------------------------------------
@@ -104,7 +105,7 @@ def step_import(row: Row, args: argparse.Namespace, key: str) -> None:
     aes = key == "emails"
     measure_cli(
         row, args,
-        make_ws=lambda: bd.fresh_workspace(n, "import", (DROPS[key],)),
+        make_ws=lambda: bs.fresh_workspace(n, "import", (DROPS[key],)),
         cmd_for=lambda ws: import_cmd(ws, aes),
         env=key_env() if aes else None,
         check=lambda out: check_import(out, n, key),
@@ -126,7 +127,7 @@ def step_import_sftp(row: Row, args: argparse.Namespace) -> None:
     n = row.n
     with tempfile.TemporaryDirectory() as tmp, SshServer(Path(tmp) / "sshd") as server:
         def make_ws() -> Path:
-            ws = bd.fresh_workspace(n, "import_sftp", ("drop_visitors",))
+            ws = bs.fresh_workspace(n, "import_sftp", ("drop_visitors",))
             doc = tomlkit.parse((ws / "audtools.toml").read_text())
             doc["workspace"]["import_drop"] = server.url(ws / "drops" / "import")  # type: ignore[index]
             doc["sftp"] = {"known_hosts": str(server.known_hosts), "key_file": str(server.client_key)}
@@ -144,7 +145,7 @@ def setup_applied(n: int, key: str, name: str) -> Path:
     if applied.is_dir():
         return applied
     aes = key == "emails"
-    ws = bd.fresh_workspace(n, name, (DROPS[key],))
+    ws = bs.fresh_workspace(n, name, (DROPS[key],))
     setup = run_process(import_cmd(ws, aes), key_env() if aes else None)
     if setup.returncode != 0:
         raise RuntimeError(f"setup import failed: {setup.stderr.strip()[-800:]}")
@@ -188,7 +189,7 @@ def step_profiles_load(row: Row, args: argparse.Namespace) -> None:
     """``audtools profiles load`` of the CSV profiles and visitor IDs into a new workspace; the
     last run's workspace is kept (``work/loaded``) for the database-size step."""
     n = row.n
-    measure_cli(row, args, make_ws=lambda: bd.bare_workspace(n, "load"), cmd_for=lambda ws: load_cmd(ws, n),
+    measure_cli(row, args, make_ws=lambda: bs.bare_workspace(n, "load"), cmd_for=lambda ws: load_cmd(ws, n),
                 env=None, check=lambda out: check_load(out, n))
     row.items = n + n // 2
     loaded = bd.size_dir(n) / "work" / "loaded"
@@ -204,12 +205,12 @@ def step_db_size(row: Row, args: argparse.Namespace) -> None:
     n = row.n
     ws = bd.size_dir(n) / "work" / "loaded"
     if not ws.is_dir():
-        ws = bd.bare_workspace(n, "loaded")
+        ws = bs.bare_workspace(n, "loaded")
         setup = run_process(load_cmd(ws, n))
         if setup.returncode != 0:
             raise RuntimeError(f"profiles load failed: {setup.stderr.strip()[-800:]}")
         progress(f"  N={fmt_n(n)} setup profiles load: {setup.seconds:.2f} s")
-    bd.link_drop(ws, n, DROPS["visitors2"])
+    bs.link_drop(ws, n, DROPS["visitors2"])
     proc = run_process(import_cmd(ws, False))
     if proc.returncode != 0:
         raise RuntimeError(f"exit {proc.returncode}: {proc.stderr.strip()[-800:]}")
@@ -277,7 +278,7 @@ def step_export(row: Row, args: argparse.Namespace, aes: bool, warm: bool = Fals
         return None if got == want else f"MISMATCH: {got} IDs exported, expected {want}"
 
     def make_ws() -> Path:
-        ws = bd.fresh_workspace(n, "export")
+        ws = bs.fresh_workspace(n, "export")
         if warm:  # a dry run fills the derived-ID cache, as a first export or import would
             setup = run_process(cmd_for(ws) + ["--dry-run"], key_env())
             if setup.returncode != 0:

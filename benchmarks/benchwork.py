@@ -23,6 +23,7 @@ import benchdata as bd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from benchcolumns import ASCII_WS
 
 Result = dict[str, Any]
 
@@ -96,7 +97,7 @@ def _ref_phone(region: str) -> Callable[[str], str | None]:
 
     def normalise(value: str) -> str | None:
         try:
-            return phonenumbers.format_number(phonenumbers.parse(value.strip(bd.ASCII_WS), region), e164)
+            return phonenumbers.format_number(phonenumbers.parse(value.strip(ASCII_WS), region), e164)
         except phonenumbers.NumberParseException:
             return None
 

@@ -35,6 +35,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import benchdata as bd  # noqa: E402
+import benchspaces as bs  # noqa: E402
 from benchcli import (  # noqa: E402
     KEEP,
     setup_applied,
@@ -191,7 +192,7 @@ def run_step(step: Step, n: int, args: argparse.Namespace) -> Row:
         row.notes.append(f"FAILED: {str(exc).strip()[-400:]}")
         progress(f"  {step.name} failed: {exc}")
     finally:
-        bd.remove_work(n, keep=KEEP)
+        bs.remove_work(n, keep=KEEP)
     if step.naive and not args.no_naive and not row.unavailable:
         try:
             naive_s, note = naive_seconds(step.naive, n, args)
@@ -331,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
         args.warmup = 1
     if args.worker or args.naive or args.generate:
         return worker_main(args)
-    bd.SYNC[0] = not args.no_sync
+    bs.SYNC[0] = not args.no_sync
     todo, growth = plan(args)
     if args.plan:
         for step, n in todo:
@@ -352,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
         rows[(step.name, n)] = run_step(step, n, args)
     growth_part = growth_rows(rows, growth, args) if growth else []
     for n in {n for _, n in todo} | set(growth):
-        bd.remove_work(n)
+        bs.remove_work(n)
     ordered = [rows[(s.name, n)] for s, n in sorted(todo, key=lambda sn: (STEPS.index(sn[0]), sn[1]))]
     ordered += growth_part
     elapsed = time.perf_counter() - t0
@@ -370,9 +371,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def worker_main(args: argparse.Namespace) -> int:
     if args.generate:
+        import benchvalues
+
         force = args.arg == "force"
-        {"core": bd.ensure_core, "template": bd.ensure_template, "phones": bd.ensure_phones,
-         "emails": bd.ensure_emails_norm, "shape2": bd.ensure_shape2, "csv": bd.ensure_profiles_csv}[args.generate](args.n, force=force)
+        {"core": bd.ensure_core, "template": bd.ensure_template, "phones": benchvalues.ensure_phones,
+         "emails": benchvalues.ensure_emails_norm, "shape2": bd.ensure_shape2, "csv": bd.ensure_profiles_csv}[args.generate](args.n, force=force)
         return 0
     import benchwork
 
