@@ -189,8 +189,8 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     started = time.perf_counter()
     log(f"generating data for N = {n:,} in {folder}")
     core_paths = ["profiles.parquet", "visitors.parquet", "members_visitor.parquet", "members_email.parquet",
-                  "drop_visitors", "drop_emails", "plain", "template", "template.tmp", "work",
-                  "drop_visitors2", "profiles.csv", "visitors.csv", ".done-core", ".done-template", ".done-shape2", ".done-csv"]
+                  "drop_visitors", "drop_emails", "plain", "template", "template.tmp", "work", "drop_visitors2",
+                  "profiles.csv", "visitors.csv", ".done-core", ".done-template", ".done-shape2", ".done-csv"]
     for name in core_paths:
         child = folder / name
         if child.is_dir():
@@ -198,8 +198,33 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
         elif child.exists():
             child.unlink()
     folder.mkdir(parents=True, exist_ok=True)
+    profile_ids, raw, no_email = _core_profiles(n, folder)
+    log(f"  profiles written ({time.perf_counter() - started:.1f} s)")
+    visitor_ids, owners = _core_visitors(n, folder, profile_ids)
+    log(f"  visitor IDs written ({time.perf_counter() - started:.1f} s)")
+    expected_visitors = _core_visitor_batch(n, folder, visitor_ids, owners)
+    log(f"  visitor-ID batch written ({time.perf_counter() - started:.1f} s)")
+    expected_emails = _core_email_batch(n, folder, raw, no_email)
+    log(f"  AES-email batch written ({time.perf_counter() - started:.1f} s)")
+    meta = load_meta(n)
+    meta.update({
+        "n": n,
+        "gen_version": GEN_VERSION,
+        "profiles": n,
+        "profiles_with_email": int(np.count_nonzero(~no_email)),
+        "visitor_ids": len(visitor_ids),
+        "visitors": expected_visitors,
+        "emails": expected_emails,
+    })
+    meta.setdefault("generated_seconds", {})["core"] = round(time.perf_counter() - started, 1)
+    save_meta(n, meta)
+    _mark(folder, "core")
+    log(f"  core data for N = {n:,} ready in {time.perf_counter() - started:.1f} s")
+    return meta
 
-    # Profiles.
+
+def _core_profiles(n: int, folder: Path) -> tuple[pa.Array, pa.Array, np.ndarray]:
+    """``profiles.parquet``; the profile IDs, the raw emails and which profiles have none."""
     rng = _rng(n, 1)
     profile_ids = join("P", number_strings(np.arange(n, dtype=np.int64), 10))
     raw = make_emails(rng, rng.permutation(n))
@@ -215,43 +240,41 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
         }
     )
     write_parquet(profiles, folder / "profiles.parquet")
-    log(f"  profiles written ({time.perf_counter() - started:.1f} s)")
+    return profile_ids, raw, no_email
 
-    # Visitor IDs: one per profile, a second one for half of them.
+
+def _core_visitors(n: int, folder: Path, profile_ids: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """``visitors.parquet``: one visitor ID per profile, a second one for half of them."""
     rng = _rng(n, 2)
-    n_vis = n + n // 2
     owners = np.concatenate([np.arange(n), rng.choice(n, size=n // 2, replace=False)])
-    visitor_ids = digit_strings(rng, n_vis, 38)
+    visitor_ids = digit_strings(rng, n + n // 2, 38)
     visitors = pa.table({"profile_id": profile_ids.take(pa.array(owners)), "visitor_id": visitor_ids})
     write_parquet(visitors, folder / "visitors.parquet")
-    del visitors
-    log(f"  visitor IDs written ({time.perf_counter() - started:.1f} s)")
+    return visitor_ids, owners
 
-    # The visitor-ID segment: 80 % visitor IDs of profiles, 20 % unknown.
+
+def _core_visitor_batch(n: int, folder: Path, visitor_ids: pa.Array, owners: np.ndarray) -> dict[str, int]:
+    """The visitor-ID segment (80 % visitor IDs of profiles, 20 % unknown): its members, its gzip
+    batch and the same rows uncompressed; the expected counts."""
     rng = _rng(n, 3)
     matched = int(round(n * MATCH_SHARE))
-    chosen = rng.choice(n_vis, size=matched, replace=False)
+    chosen = rng.choice(len(visitor_ids), size=matched, replace=False)
     unknown = digit_strings(rng, n - matched, 38)
     members = pa.concat_arrays([visitor_ids.take(pa.array(chosen)), unknown])
     order = rng.permutation(n)
     members = members.take(pa.array(order))
     write_parquet(pa.table({"id": members}), folder / "members_visitor.parquet")
-    expected_visitors = {
-        "members": n,
-        "matched": matched,
-        "profiles": int(len(np.unique(owners[chosen]))),
-        "rows": n,
-    }
     text = batch_text(members, segments_column(rng, n, SID_VISITORS))
-    data = concat_bytes(text)
     plain = folder / "plain"
     plain.mkdir()
-    write_bytes(plain / f"{VISITOR_ROOT}.sync", data)
+    write_bytes(plain / f"{VISITOR_ROOT}.sync", concat_bytes(text))
     write_gzip_batch(folder / "drop_visitors", text, VISITOR_ROOT)
-    del data, text
-    log(f"  visitor-ID batch written ({time.perf_counter() - started:.1f} s)")
+    return {"members": n, "matched": matched, "profiles": int(len(np.unique(owners[chosen]))), "rows": n}
 
-    # The AES-email segment.
+
+def _core_email_batch(n: int, folder: Path, raw: pa.Array, no_email: np.ndarray) -> dict[str, int]:
+    """The AES-email segment (80 % emails of profiles, 19.9 % unknown, 0.1 % undecryptable): its
+    members and its uncompressed batch; the expected counts."""
     from audtools.columns import aes as crypto
 
     rng = _rng(n, 4)
@@ -278,31 +301,8 @@ def ensure_core(n: int, force: bool = False) -> dict[str, Any]:
     drop_e.mkdir()
     text = batch_text(members_e, segments_column(rng, n, SID_EMAILS))
     write_bytes(drop_e / f"{EMAIL_ROOT}.sync", concat_bytes(text))
-    del text
-    expected_emails = {
-        "members": n,
-        "undecryptable": garbage,
-        "matched": matched_e,
-        "profiles": matched_e,  # emails are unique per profile
-        "rows": n,
-    }
-    log(f"  AES-email batch written ({time.perf_counter() - started:.1f} s)")
-
-    meta = load_meta(n)
-    meta.update({
-        "n": n,
-        "gen_version": GEN_VERSION,
-        "profiles": n,
-        "profiles_with_email": int(len(has_email)),
-        "visitor_ids": n_vis,
-        "visitors": expected_visitors,
-        "emails": expected_emails,
-    })
-    meta.setdefault("generated_seconds", {})["core"] = round(time.perf_counter() - started, 1)
-    save_meta(n, meta)
-    _mark(folder, "core")
-    log(f"  core data for N = {n:,} ready in {time.perf_counter() - started:.1f} s")
-    return meta
+    # emails are unique per profile: as many profiles as matched members
+    return {"members": n, "undecryptable": garbage, "matched": matched_e, "profiles": matched_e, "rows": n}
 
 
 def _check_ciphertexts(rng: np.random.Generator, cipher: pa.Array, plain: pa.Array, key: bytes, iv: bytes) -> None:
