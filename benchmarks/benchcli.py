@@ -224,6 +224,7 @@ def step_db_size(row: Row, args: argparse.Namespace) -> None:
              f"RSS {fmt_bytes(proc.rss)}, campaign.duckdb {fmt_gb(row.size)}")
     row.notes.append(f"**campaign.duckdb {fmt_gb(row.size)}**; time and RSS: one `audtools import` of the "
                      "second shape right after `audtools profiles load`, no sync between")
+    shutil.rmtree(ws, ignore_errors=True)  # done with: the next steps' copies need the disk
 
 
 EXPORT_SNIPPET = """\
