@@ -2,7 +2,7 @@
 """The audtools benchmark (issue 7; targets of issue 15): run each step several times, print one Markdown table.
 
     python benchmarks/run.py              # full: 10 M (1 M where the targets say so), ≤ 30 min
-    python benchmarks/run.py --quick      # every step at N = 100,000, under a minute
+    python benchmarks/run.py --quick      # every step at N = 100,000, a few minutes
     python benchmarks/run.py --sizes 1000000 --steps import_visitor,import_aes
 
 Data is generated once per size from a fixed seed and cached in ``benchmarks/.cache/N/`` (see
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat is None:
         args.repeat = 3 if args.quick else 5
     # End-to-end steps are process runs of a few seconds at 100 k: --quick skips their warm-up to
-    # stay under a minute (their inputs are a few MB, just written or copied).
+    # stay within a few minutes (their inputs are a few MB, just written or copied).
     args.cli_warmup = args.warmup if args.warmup is not None else (0 if args.quick else 1)
     if args.warmup is None:
         args.warmup = 1
