@@ -38,7 +38,7 @@ clean:
 bench: setup  ## the benchmark at 10 M IDs (data generated once into benchmarks/.cache)
 	$(BIN)/python benchmarks/run.py
 
-bench-quick: setup  ## the benchmark at 100,000 IDs, under a minute
+bench-quick: setup  ## the benchmark at 100,000 IDs, a few minutes
 	$(BIN)/python benchmarks/run.py --quick
 
 fuzz: setup  ## a million generated inputs through the row, .info and catalog readers (10-20 min)

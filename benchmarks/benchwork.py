@@ -1,13 +1,12 @@
-"""What runs inside a benchmark worker process: the in-process audtools steps and the naive baselines.
+"""What runs inside a benchmark worker process: the in-process audtools steps.
 
 ``run.py`` starts one worker process per step (``run.py --worker NAME --n N ...``), so that each
 step's peak RSS is that of its own process. A worker loads its inputs (untimed), runs the step
 ``warmup`` times, then ``repeat`` times under the clock, checks the result against the generated
 data, and prints one JSON object on standard output: ``{"times": [...], "items": ..., "check": ...}``.
 
-The naive baselines are what a careful analyst writes without audtools: ``pandas.read_csv`` and
-``DataFrame.merge`` on object strings, one ``cryptography`` call per ID, ``phonenumbers.parse`` per
-number, ``hashlib`` per email. Each runs once (no warm-up) per data size.
+The naive baselines are in ``benchnaive.py``; the one-value reference functions here (``cryptography``,
+``phonenumbers``) are both the workers' checks and the naive baselines' inner loops.
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ import benchdata as bd
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+from benchcolumns import ASCII_WS
 
 Result = dict[str, Any]
 
@@ -97,7 +97,7 @@ def _ref_phone(region: str) -> Callable[[str], str | None]:
 
     def normalise(value: str) -> str | None:
         try:
-            return phonenumbers.format_number(phonenumbers.parse(value.strip(bd.ASCII_WS), region), e164)
+            return phonenumbers.format_number(phonenumbers.parse(value.strip(ASCII_WS), region), e164)
         except phonenumbers.NumberParseException:
             return None
 
@@ -289,159 +289,6 @@ def work_name_matching(n: int, repeat: int, warmup: int, arg: str | None) -> Res
     return {"times": times, "items": n, "check": check, "info": {"scan_seconds": round(whole, 3)}}
 
 
-# -- naive baselines ------------------------------------------------------------------------------
-# Inputs that audtools holds in its database (the profiles) are loaded before the clock starts,
-# as pandas objects; everything else is timed.
-
-
-def _read_batch(paths: list[Path], **kw: Any) -> Any:
-    import pandas as pd
-
-    frames = [
-        pd.read_csv(p, sep="\t", header=None, names=["id", "segments"], dtype=object,
-                    keep_default_na=False, **kw)
-        for p in paths
-    ]
-    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-
-
-def _members(df: Any, sid: int) -> Any:
-    import pandas as pd
-
-    pairs = df.assign(sid=df["segments"].str.split(",")).explode("sid")
-    pairs["sid"] = pd.to_numeric(pairs["sid"].str.strip())
-    return pairs.loc[pairs["sid"] == sid, "id"].drop_duplicates()
-
-
-def naive_import_visitor(n: int, out_dir: Path) -> Result:
-    import pandas as pd
-
-    folder = bd.size_dir(n)
-    visitors = pd.read_parquet(folder / "visitors.parquet").astype(object)
-    parts = sorted((folder / "drop_visitors").glob("*.sync.gz"))
-    start, cpu0 = time.perf_counter(), time.process_time()
-    members = _members(_read_batch(parts, compression="gzip"), bd.SID_VISITORS)
-    links = members.to_frame("id").merge(visitors, left_on="id", right_on="visitor_id")
-    matched = links["id"].nunique()
-    profiles = links["profile_id"].drop_duplicates()
-    profiles.to_frame().to_parquet(out_dir / "naive_profiles.parquet")
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    want = bd.load_meta(n)["visitors"]
-    ok = (len(members), matched, len(profiles)) == (want["members"], want["matched"], want["profiles"])
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if ok else "MISMATCH"}
-
-
-def naive_import_aes(n: int, out_dir: Path) -> Result:
-    import pandas as pd
-
-    folder = bd.size_dir(n)
-    profiles = pd.read_parquet(folder / "profiles.parquet", columns=["profile_id", "email"]).astype(object)
-    decrypt = _ref_decrypt(*_key_iv())
-    start, cpu0 = time.perf_counter(), time.process_time()
-    members = _members(_read_batch(sorted((folder / "drop_emails").glob("*.sync"))), bd.SID_EMAILS)
-    plain = members.map(decrypt)
-    keys = plain.str.strip().str.lower()
-    frame = pd.DataFrame({"id": members.to_numpy(), "k": keys.to_numpy()})
-    prof = pd.DataFrame({"profile_id": profiles["profile_id"],
-                         "k": profiles["email"].str.strip().str.lower()}).dropna()
-    links = frame.dropna().merge(prof, on="k")
-    matched = links["id"].nunique()
-    result = links["profile_id"].drop_duplicates()
-    result.to_frame().to_parquet(out_dir / "naive_profiles.parquet")
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    want = bd.load_meta(n)["emails"]
-    got = (len(members), int(plain.isna().sum()), matched, len(result))
-    ok = got == (want["members"], want["undecryptable"], want["matched"], want["profiles"])
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if ok else f"MISMATCH {got}"}
-
-
-def naive_join(n: int, out_dir: Path) -> Result:
-    import pandas as pd
-
-    folder = bd.size_dir(n)
-    visitors = pd.read_parquet(folder / "visitors.parquet").astype(object)
-    members = pd.read_parquet(folder / "members_visitor.parquet").astype(object)
-    start, cpu0 = time.perf_counter(), time.process_time()
-    links = members.merge(visitors, left_on="id", right_on="visitor_id")
-    matched, profiles = links["id"].nunique(), links["profile_id"].nunique()
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    want = bd.load_meta(n)["visitors"]
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if (matched, profiles) == (want["matched"], want["profiles"]) else "MISMATCH"}
-
-
-def naive_decrypt(n: int, out_dir: Path) -> Result:
-    values = _column(bd.size_dir(n) / "members_email.parquet", "id").to_pylist()
-    decrypt = _ref_decrypt(*_key_iv())
-    start, cpu0 = time.perf_counter(), time.process_time()
-    out = [decrypt(v) for v in values]
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    want = bd.load_meta(n)["emails"]["undecryptable"]
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if out.count(None) == want else "MISMATCH"}
-
-
-def _naive_phones(n: int, name: str) -> Result:
-    values = _column(bd.size_dir(n) / f"{name}.parquet", "phone").to_pylist()
-    normalise = _ref_phone("US")
-    start, cpu0 = time.perf_counter(), time.process_time()
-    out = [normalise(v) for v in values]
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(out) == n else "MISMATCH"}
-
-
-def naive_phone_mixed(n: int, out_dir: Path) -> Result:
-    return _naive_phones(n, "phones_mixed")
-
-
-def naive_phone_e164(n: int, out_dir: Path) -> Result:
-    return _naive_phones(n, "phones_e164")
-
-
-def naive_sha256(n: int, out_dir: Path) -> Result:
-    values = _column(bd.size_dir(n) / "emails_norm.parquet", "email").to_pylist()
-    start, cpu0 = time.perf_counter(), time.process_time()
-    out = [hashlib.sha256(v.encode("utf-8")).hexdigest() for v in values]
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(out) == n else "MISMATCH"}
-
-
-def naive_read_split(n: int, out_dir: Path) -> Result:
-    path = bd.size_dir(n) / "plain" / f"{bd.VISITOR_ROOT}.sync"
-    start, cpu0 = time.perf_counter(), time.process_time()
-    df = _read_batch([path])
-    pairs = df.assign(sid=df["segments"].str.split(",")).explode("sid")
-    pairs["sid"] = pairs["sid"].str.strip().astype("int64")
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(df) == n else "MISMATCH", "pairs": len(pairs)}
-
-
-def naive_export_visitor(n: int, out_dir: Path) -> Result:
-    import pandas as pd
-
-    visitors = pd.read_parquet(bd.size_dir(n) / "visitors.parquet").astype(object)
-    start, cpu0 = time.perf_counter(), time.process_time()
-    ids = visitors["visitor_id"].drop_duplicates()
-    frame = pd.DataFrame({"id": ids.to_numpy(), "seg": f"d_sid={bd.SID_VISITORS + 1}"})
-    frame.to_csv(out_dir / "naive_export.sync", sep="\t", header=False, index=False)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(ids) == n + n // 2 else "MISMATCH"}
-
-
-def naive_export_aes(n: int, out_dir: Path) -> Result:
-    import pandas as pd
-
-    profiles = pd.read_parquet(bd.size_dir(n) / "profiles.parquet", columns=["profile_id", "email"]).astype(object)
-    encrypt = _ref_encrypt(*_key_iv())
-    start, cpu0 = time.perf_counter(), time.process_time()
-    keys = profiles["email"].dropna().str.strip().str.lower()
-    keys = keys[keys.str.len() > 0].drop_duplicates()
-    ids = keys.map(encrypt)
-    frame = pd.DataFrame({"id": ids.to_numpy(), "seg": f"d_sid={bd.SID_VISITORS + 1}"})
-    frame.to_csv(out_dir / "naive_export.sync", sep="\t", header=False, index=False)
-    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu0
-    want = bd.load_meta(n)["profiles_with_email"]
-    return {"seconds": seconds, "cpu": cpu, "check": "ok" if len(ids) == want else "MISMATCH"}
-
-
 WORKERS: dict[str, Callable[[int, int, int, str | None], Result]] = {
     "join": work_join,
     "decrypt": work_decrypt,
@@ -451,17 +298,4 @@ WORKERS: dict[str, Callable[[int, int, int, str | None], Result]] = {
     "read_split": work_read_split,
     "explorer": work_explorer,
     "name_matching": work_name_matching,
-}
-
-NAIVE: dict[str, Callable[[int, Path], Result]] = {
-    "import_visitor": naive_import_visitor,
-    "import_aes": naive_import_aes,
-    "join": naive_join,
-    "decrypt": naive_decrypt,
-    "phone_mixed": naive_phone_mixed,
-    "phone_e164": naive_phone_e164,
-    "sha256": naive_sha256,
-    "read_split": naive_read_split,
-    "export_visitor": naive_export_visitor,
-    "export_aes": naive_export_aes,
 }
