@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +297,35 @@ def test_on_s3_ages_are_measured_against_the_listing_time(
     _configure(ws, import_drop=f"s3://{s3.bucket}/outbound", s3=s3)
     code, report = _cli(CliRunner(), "batches", "-w", str(ws))
     assert code == 0 and "settling: " + _GROWING in json.dumps(report)
+
+
+def _connections_to(port: int) -> int:
+    """This machine's established TCP connections whose remote end is ``port`` on 127.0.0.1
+    (the client side of connections to a test server), from /proc/net/tcp."""
+    lines = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    return sum(1 for line in lines if line.split()[2].endswith(f":{port:04X}") and line.split()[3] == "01")
+
+
+def test_commands_in_one_process_leave_no_sftp_connection_open(
+    sample_template: Path, tmp_path: Path, ssh: SshServer
+) -> None:
+    """A notebook runs many commands in one process: each closes its connection to the drop when
+    it ends, rather than leaving it to the garbage collector."""
+    import gc
+
+    ws = tmp_path / "ws"
+    shutil.copytree(sample_template, ws)
+    _configure(ws, import_drop=ssh.url(ws / "drops/import"), ssh=ssh)
+    runner = CliRunner()
+    gc.disable()
+    try:
+        for args in (["batches"], ["check"], ["import", "--label", "Visitors", "--shared-audience",
+                                              "10603117", "--data-source", "samplesVisitorId"]):
+            code, _ = _cli(runner, *args, "-w", str(ws))
+            assert code == 0, args
+            deadline = time.monotonic() + 10
+            while _connections_to(ssh.port) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert _connections_to(ssh.port) == 0, args
+    finally:
+        gc.enable()

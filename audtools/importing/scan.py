@@ -37,11 +37,18 @@ _INFO_CACHE: dict[tuple[str, str, int, float], tuple[InfoContent, bool]] = {}
 
 @dataclass
 class DropScan:
-    """What :func:`scan_drop` found: batches per data source, and the ignored files."""
+    """What :func:`scan_drop` found: batches per data source, and the ignored files. Used as a
+    context manager, it closes the drop (its connection, on SFTP and S3) when the block ends."""
 
     drop: Drop
     sources: dict[str, SourceBatches]
     ignored: list[Ignored]
+
+    def __enter__(self) -> DropScan:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.drop.close()  # an SFTP or S3 drop's connection is not left to the garbage collector
 
 
 def import_drop(config: WorkspaceConfig) -> Drop:
@@ -224,14 +231,18 @@ def scan_drop(
             listed: on S3 the time of the listing answer, elsewhere the local clock).
     """
     drop = import_drop(config)
-    by_source, ignored = group_drop(config, drop, con)
-    now = drop.now() if now is None else now
-    out: dict[str, SourceBatches] = {}
-    for source_id, source in config.data_sources.items():
-        if sources is not None and source_id not in sources:
-            continue
-        batches = sorted(by_source[source_id].values(), key=lambda b: (b.timestamp_ms, b.root))
-        out[source_id] = decide(con, config, source, batches, drop, now)
+    try:
+        by_source, ignored = group_drop(config, drop, con)
+        now = drop.now() if now is None else now
+        out: dict[str, SourceBatches] = {}
+        for source_id, source in config.data_sources.items():
+            if sources is not None and source_id not in sources:
+                continue
+            batches = sorted(by_source[source_id].values(), key=lambda b: (b.timestamp_ms, b.root))
+            out[source_id] = decide(con, config, source, batches, drop, now)
+    except BaseException:
+        drop.close()
+        raise
     return DropScan(drop, out, ignored)
 
 
@@ -242,7 +253,8 @@ def scan(
     sources: list[str] | None = None,
 ) -> dict[str, SourceBatches]:
     """``{source_id: SourceBatches}``: :func:`scan_drop` without the ignored files."""
-    return scan_drop(config, con, sources=sources).sources
+    with scan_drop(config, con, sources=sources) as found:
+        return found.sources
 
 
 __all__ = [

@@ -94,34 +94,34 @@ def apply_ready(
         The batches applied, waiting and skipped, the rows read and rejected, and the rejects.
     """
     result = ApplyResult(rejects=rejects or Rejects(config.max_rejects_kept))
-    found = scan_drop(config, con, sources=[source.id])
-    batches = found.sources[source.id]
-    result.batches_skipped = [
-        {"name": b.root, "reason": b.reason or ""} for b in batches.with_status("skipped")
-    ]
-    ready = batches.with_status("ready")
-    waiting = len(batches.with_status("waiting"))
-    now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-    for index, batch in enumerate(ready):
-        mark = result.rejects.mark()
-        staged = _stage(con, found.drop, batch, source, progress, config, result.rejects)
-        con.execute("DELETE FROM batch_waits WHERE data_source = ? AND root = ?", [source.id, batch.root])
-        if isinstance(staged, str):
-            result.rejects.rewind(mark)  # the batch is not applied: neither are its rejects
-            log.info("%s waits: %s", batch.root, staged)
-            con.execute(
-                "INSERT INTO batch_waits VALUES (?, ?, ?, ?, ?)",
-                [source.id, batch.root, batch.fingerprint(), staged, run_id],
-            )
-            waiting += len(ready) - index
-            break
-        rows, rejected, md5s = staged
-        _apply_staged(con, batch, source)
-        _record(con, batch, source, run_id, now, rows, rejected, md5s)
-        result.batches_applied.append(batch.root)
-        result.rows_read += rows
-        result.rows_rejected += rejected
-    result.batches_waiting = waiting
+    with scan_drop(config, con, sources=[source.id]) as found:
+        batches = found.sources[source.id]
+        result.batches_skipped = [
+            {"name": b.root, "reason": b.reason or ""} for b in batches.with_status("skipped")
+        ]
+        ready = batches.with_status("ready")
+        waiting = len(batches.with_status("waiting"))
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        for index, batch in enumerate(ready):
+            mark = result.rejects.mark()
+            staged = _stage(con, found.drop, batch, source, progress, config, result.rejects)
+            con.execute("DELETE FROM batch_waits WHERE data_source = ? AND root = ?", [source.id, batch.root])
+            if isinstance(staged, str):
+                result.rejects.rewind(mark)  # the batch is not applied: neither are its rejects
+                log.info("%s waits: %s", batch.root, staged)
+                con.execute(
+                    "INSERT INTO batch_waits VALUES (?, ?, ?, ?, ?)",
+                    [source.id, batch.root, batch.fingerprint(), staged, run_id],
+                )
+                waiting += len(ready) - index
+                break
+            rows, rejected, md5s = staged
+            _apply_staged(con, batch, source)
+            _record(con, batch, source, run_id, now, rows, rejected, md5s)
+            result.batches_applied.append(batch.root)
+            result.rows_read += rows
+            result.rows_rejected += rejected
+        result.batches_waiting = waiting
     return result
 
 
@@ -267,7 +267,8 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
 
 def batch_report(config: WorkspaceConfig, con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     """What ``audtools batches --json`` prints: per data source, batches by status."""
-    found = scan_drop(config, con)
+    with scan_drop(config, con) as found:
+        pass  # the batches are listed; the drop is not read again
     out: dict[str, object] = {}
     for source_id, sb in found.sources.items():
         applied = [
