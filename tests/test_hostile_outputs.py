@@ -98,7 +98,7 @@ def _hostile_ids(ws: Path) -> None:
     try:
         for old, new in (("P000001", "=HYPERLINK(\"http://x\")"), ("P000002", "+33612345678"),
                          ("P000003", "-1+2"), ("P000004", "@SUM(A1)")):
-            for table in ("profiles", "visitors"):
+            for table in ("profiles", "visitor_keys"):
                 con.execute(f"UPDATE {table} SET profile_id = ? WHERE profile_id = ?", [new, old])
     finally:
         con.close()

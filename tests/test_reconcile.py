@@ -294,7 +294,7 @@ def test_loading_visitor_ids_keeps_the_fact_and_imports_count_profiles_not_visit
         assert derived.unique_keys(con, source) is False
     assert import_counts(ws, case) == expected(case, sharing=True, colliding=False)
     with ws.session() as con:
-        con.execute(f"DELETE FROM visitors WHERE profile_id = 'P6' AND visitor_id = '{vid(2)}'")
+        con.execute(f"DELETE FROM visitor_keys WHERE profile_id = 'P6' AND vid = '{vid(2)}'::HUGEINT")
     (tmp_path / "v6.csv").write_text(f"profile_id,visitor_id\nP6,{vid(7)}\n")
     load_profiles(ws, tmp_path / "profiles.csv", visitors=tmp_path / "v6.csv")
     with ws.session() as con:

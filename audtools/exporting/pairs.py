@@ -28,7 +28,7 @@ from audtools.exporting.evaluation import evaluating
 from audtools.formats import onboarding
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace
-from audtools.workspace.database import arrow
+from audtools.workspace.database import VISITOR_ID_TEXT, arrow
 
 __all__ = [
     "COMPLEMENT_SQL",
@@ -123,11 +123,13 @@ def _pairs(
 ) -> None:
     """``_x_pairs``: each targeted profile's IDs for the data source."""
     if source.reconciliation == "visitor_id":
+        # Visitor IDs are stored as integers: their text (what the files, the ledger and the
+        # transitions hold) is made once, here, into a table, rather than by each query that
+        # reads the pairs (the text of a HUGEINT costs about half a microsecond per ID).
         semi = "SEMI JOIN _x_targeted t ON v.profile_id = t.profile_id" if condition else ""
-        kind = "TABLE" if condition else "VIEW"
         con.execute(
-            f"CREATE TEMP {kind} _x_pairs AS "
-            f"SELECT v.profile_id, v.visitor_id AS id FROM visitors v {semi}"
+            f"CREATE TEMP TABLE _x_pairs AS SELECT v.profile_id, "
+            f"{VISITOR_ID_TEXT.format('v.vid')} AS id FROM visitor_keys v {semi}"
         )
         return
     derived.refresh(con, ws.config, source)

@@ -19,8 +19,9 @@ from audtools.columns import aes as crypto
 from audtools.columns import identifiers as ids
 from audtools.columns.chunks import CHUNK_ROWS, map_chunks
 from audtools.config import DataSource
+from audtools.importing.state import settle_state_kind, state_table
 from audtools.profiles import declared_ids as derived
-from audtools.workspace.database import arrow, sql_string
+from audtools.workspace.database import VISITOR_ID_TEXT, arrow, sql_string
 
 MEMBERS = "_mkeys"
 """The name of the members' relation on the connection."""
@@ -34,10 +35,13 @@ class Members:
         relation: the name of the relation (a temporary view or a registered Arrow table).
         keys_unique: whether no two members share a key (NULL keys aside), a fact
             :func:`~audtools.importing.reconcile.reconcile` may use to skip a DISTINCT.
+        visitor_keys: whether ``id`` and ``k`` are visitor IDs as 128-bit integers (joined with
+            ``visitor_keys.vid``); otherwise both are text.
     """
 
     relation: str
     keys_unique: bool
+    visitor_keys: bool = False
 
 
 def member_keys(
@@ -68,16 +72,20 @@ def member_keys(
         The members' relation, which replaces any earlier one on this connection.
     """
     drop_members(con)
+    settle_state_kind(con, source)
+    table, col = state_table(source)
     if not source.encrypted:
         con.execute(
-            f"CREATE TEMP VIEW {MEMBERS} AS SELECT id, id AS k FROM segment_state "
+            f"CREATE TEMP VIEW {MEMBERS} AS SELECT {col} AS id, {col} AS k FROM {table} "
             f"WHERE data_source = {sql_string(source.id)} AND sid = {int(sid)}"
         )
-        return Members(MEMBERS, keys_unique=True)
+        return Members(MEMBERS, keys_unique=True, visitor_keys=col == "vid")
     assert key is not None and source.iv is not None
+    # Ciphertexts are text (a visitor-ID data source with encryption reads its IDs as text).
+    text = VISITOR_ID_TEXT.format(col) if col == "vid" else col
     members = arrow(
         con,
-        "SELECT id FROM segment_state WHERE data_source = ? AND sid = ?",
+        f"SELECT {text} AS id FROM {table} WHERE data_source = ? AND sid = ?",
         [source.id, sid],
     )
     parts = [

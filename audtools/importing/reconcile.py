@@ -43,7 +43,7 @@ import pyarrow as pa
 from audtools.config import DataSource
 from audtools.importing.members import Members
 from audtools.profiles import declared_ids as derived
-from audtools.workspace.database import arrow
+from audtools.workspace.database import VISITOR_ID_TEXT, arrow
 
 AUDIENCE = "_audience"
 """The temporary table ``(profile_id, address, …)`` that holds what the audience will hold."""
@@ -138,7 +138,7 @@ def reconcile(
         f"SELECT count(*), count(*) FILTER (k IS NULL) FROM {rel}"
     ).fetchall()[0]
     addresses = _addresses(con, rel, facts, audience) if file_audience else 0
-    join = _join(rel, source)
+    join = _join(rel, source, members)
     shape: Shape
     if not fast:
         shape = "general"
@@ -154,7 +154,10 @@ def reconcile(
     elif shape == "aggregate":
         matched, profiles = _by_aggregate(con, join, facts, file_audience)
     else:
-        matched, profiles, table = _by_links(con, join, rel, facts, file_audience, audience, outcomes)
+        id_text = VISITOR_ID_TEXT.format("m.id") if members.visitor_keys else "m.id"
+        matched, profiles, table = _by_links(
+            con, join, rel, facts, file_audience, audience, outcomes, id_text
+        )
     return Reconciled(
         members=int(total),
         undecryptable=int(undecryptable),
@@ -178,8 +181,10 @@ def _facts(con: duckdb.DuckDBPyConnection, source: DataSource, members: Members)
     )
 
 
-def _join(rel: str, source: DataSource) -> _Join:
-    if source.reconciliation == "visitor_id":
+def _join(rel: str, source: DataSource, members: Members) -> _Join:
+    if members.visitor_keys:  # 128-bit integers on both sides
+        return _Join(f"FROM {rel} m JOIN visitor_keys p ON p.vid = m.k", [])
+    if source.reconciliation == "visitor_id":  # text keys (decrypted): the exact text compared
         return _Join(f"FROM {rel} m JOIN visitors p ON p.visitor_id = m.k", [])
     return _Join(
         f"FROM {rel} m JOIN derived_ids p ON p.declared_id = m.k AND p.data_source = ?",
@@ -244,9 +249,11 @@ def _by_links(
     file_audience: bool,
     audience: bool,
     outcomes: bool,
+    id_text: str,
 ) -> tuple[int, int, pa.Table | None]:
     """The general query: a table of the links (member, profile), counted and grouped, with
-    only the DISTINCTs the facts leave (all of them without facts)."""
+    only the DISTINCTs the facts leave (all of them without facts); ``id_text`` gives the
+    outcomes' IDs as text."""
     con.execute(f"CREATE TEMP TABLE {_LINKS} AS SELECT m.id, p.profile_id {join.sql}", join.params)
     (matched,) = con.execute(
         f"SELECT count({'' if facts.one_profile else 'DISTINCT '}id) FROM {_LINKS}"
@@ -266,7 +273,7 @@ def _by_links(
         table = arrow(
             con,
             f"""
-            SELECT m.id,
+            SELECT {id_text} AS id,
                    CASE WHEN m.k IS NULL THEN 'undecryptable'
                         WHEN l.id IS NOT NULL THEN 'matched'
                         ELSE 'no_profile' END AS outcome

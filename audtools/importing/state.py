@@ -30,7 +30,7 @@ from audtools.formats.outbound_rows import Limits, OutboundReader
 from audtools.importing.batches import Batch, BatchStatus, DropFile, SourceBatches
 from audtools.importing.rejects import Rejects
 from audtools.importing.scan import scan, scan_drop
-from audtools.workspace.database import uncompressed_writes
+from audtools.workspace.database import VISITOR_ID_TEXT, uncompressed_writes
 
 __all__ = [
     "ApplyResult",
@@ -41,6 +41,8 @@ __all__ = [
     "apply_ready",
     "batch_report",
     "scan",
+    "settle_state_kind",
+    "state_table",
 ]
 
 log = logging.getLogger("audtools")
@@ -99,6 +101,7 @@ def apply_ready(
         result.batches_skipped = [
             {"name": b.root, "reason": b.reason or ""} for b in batches.with_status("skipped")
         ]
+        settle_state_kind(con, source)
         ready = batches.with_status("ready")
         waiting = len(batches.with_status("waiting"))
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -154,11 +157,48 @@ def _record(
     con.execute("DROP TABLE IF EXISTS _stage")
 
 
+def state_table(source: DataSource) -> tuple[str, str]:
+    """The table holding the segment state of ``source`` and its ID column.
+
+    Visitor IDs are 128-bit integers in ``visitor_state.vid`` (38 digits fit a HUGEINT);
+    declared IDs are text in ``declared_state.id``. The view ``segment_state`` shows both as text.
+    """
+    if source.reconciliation == "visitor_id":
+        return "visitor_state", "vid"
+    return "declared_state", "id"
+
+
+def settle_state_kind(con: duckdb.DuckDBPyConnection, source: DataSource) -> None:
+    """Move rows of ``source`` stored as the other kind of ID to its own table.
+
+    The migration to integer visitor IDs could only guess which data sources reconcile visitor
+    IDs (those whose every ID is 38 digits); a declared-ID source it guessed wrong, or a data
+    source whose reconciliation changed in ``audtools.toml``, is put right here, in bulk.
+    """
+    table, _ = state_table(source)
+    other = "declared_state" if table == "visitor_state" else "visitor_state"
+    misplaced = con.execute(
+        f"SELECT count(*) FROM (SELECT 1 FROM {other} WHERE data_source = ? LIMIT 1)", [source.id]
+    ).fetchall()[0][0]
+    if not misplaced:
+        return
+    if table == "declared_state":
+        moved = f"SELECT data_source, {VISITOR_ID_TEXT.format('vid')}, sid FROM visitor_state"
+        keep = ""
+    else:  # only 38-digit IDs can be visitor IDs: others could never match a profile
+        moved = "SELECT data_source, CAST(id AS HUGEINT), sid FROM declared_state"
+        keep = " AND coalesce(regexp_full_match(id, '[0-9]{38}'), false)"
+    con.execute(f"INSERT INTO {table} {moved} WHERE data_source = ?{keep}", [source.id])
+    con.execute(f"DELETE FROM {other} WHERE data_source = ?", [source.id])
+
+
 def _read_part(
     con: duckdb.DuckDBPyConnection, reader: OutboundReader, name: str, rejects: Rejects
 ) -> None:
     for chunk in reader:
         con.register("_pairs", chunk.pairs)
+        # A visitor ID becomes a 128-bit integer here, once, as the rows go in (a cast per
+        # column, not per row; _stage's id is HUGEINT for a visitor-ID data source).
         con.execute("INSERT INTO _stage SELECT id, sid, op FROM _pairs")
         con.unregister("_pairs")
         rejects.add(name, chunk.rejects)
@@ -192,7 +232,8 @@ def _stage(
         checksum or line count that disagrees with the ``.info``.
     """
     con.execute("DROP TABLE IF EXISTS _stage")
-    con.execute("CREATE TEMP TABLE _stage (id VARCHAR, sid BIGINT, op TINYINT)")
+    id_type = "HUGEINT" if source.reconciliation == "visitor_id" else "VARCHAR"
+    con.execute(f"CREATE TEMP TABLE _stage (id {id_type}, sid BIGINT, op TINYINT)")
     rows = rejected = 0
     md5s: dict[str, str] = {}
     limits = Limits(
@@ -233,8 +274,9 @@ def _stage(
 def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
     """Apply the staged pairs: ``full`` replaces the state; ``iter`` removes then adds."""
     uncompressed_writes(con)
+    table, col = state_table(source)
     if batch.mode == "full":
-        con.execute("DELETE FROM segment_state WHERE data_source = ?", [source.id])
+        con.execute(f"DELETE FROM {table} WHERE data_source = ?", [source.id])
         # Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and
         # the rows go in as they are (counting the hashes costs half the DISTINCT).
         total, hashes = con.execute(
@@ -244,21 +286,21 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
             "_stage WHERE op = 1" if total == hashes
             else "(SELECT DISTINCT id, sid FROM _stage WHERE op = 1)"
         )
-        con.execute(f"INSERT INTO segment_state SELECT ?, id, sid FROM {pairs}", [source.id])
+        con.execute(f"INSERT INTO {table} SELECT ?, id, sid FROM {pairs}", [source.id])
         return
     con.execute(
-        """
-        DELETE FROM segment_state s
+        f"""
+        DELETE FROM {table} s
         USING (SELECT DISTINCT id, sid FROM _stage WHERE op = 0) r
-        WHERE s.data_source = ? AND s.id = r.id AND s.sid = r.sid
+        WHERE s.data_source = ? AND s.{col} = r.id AND s.sid = r.sid
         """,
         [source.id],
     )
     con.execute(
-        """
-        INSERT INTO segment_state
+        f"""
+        INSERT INTO {table}
         SELECT ?, a.id, a.sid FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1) a
-        ANTI JOIN (SELECT id, sid FROM segment_state WHERE data_source = ?) s
+        ANTI JOIN (SELECT {col} AS id, sid FROM {table} WHERE data_source = ?) s
           ON s.id = a.id AND s.sid = a.sid
         """,
         [source.id, source.id],

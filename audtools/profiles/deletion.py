@@ -76,7 +76,7 @@ def delete_profiles(workspace: WorkspaceArg, ids: PathLike) -> ProfileDelete:
             )
             where = "WHERE profile_id IN (SELECT profile_id FROM _audtools_delete_ids)"
             memberships = count(con, f"DELETE FROM audience_members {where}")
-            visitors = count(con, f"DELETE FROM visitors {where}")
+            visitors = count(con, f"DELETE FROM visitor_keys {where}")
             con.execute(f"DELETE FROM derived_ids {where}")
             deleted = count(con, f"DELETE FROM profiles {where}")
     result = ProfileDelete(

@@ -291,7 +291,7 @@ def _replace_profiles(con: duckdb.DuckDBPyConnection, staged: Staged, others: li
     )
     dropped = count(
         con,
-        "DELETE FROM visitors WHERE profile_id IS NULL OR profile_id NOT IN "
+        "DELETE FROM visitor_keys WHERE profile_id IS NULL OR profile_id NOT IN "
         "(SELECT profile_id FROM profiles WHERE profile_id IS NOT NULL)",
     )
     if dropped:

@@ -40,14 +40,18 @@ def add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, i
     ).fetchone()
     assert row is not None
     read, bad_ids, unknown = (int(v) for v in row)
+    # Stored as 128-bit integers (38 digits fit a HUGEINT), cast once here, in bulk; the view
+    # ``visitors`` shows them as the 38-digit text they were read as. The DISTINCT runs on the
+    # text, as before integers: the rows are stored in the same order, and an export, which
+    # writes IDs in the order it reads them, writes the same bytes.
     added = count(
         con,
-        f"INSERT INTO visitors (profile_id, visitor_id) "
-        f"SELECT n.profile_id, n.visitor_id FROM ("
-        f"SELECT DISTINCT {pid} AS profile_id, {vid} AS visitor_id FROM {table} "
-        f"WHERE {good} AND {known}) AS n "
-        "WHERE NOT EXISTS (SELECT 1 FROM visitors AS v "
-        "WHERE v.profile_id = n.profile_id AND v.visitor_id = n.visitor_id)",
+        f"INSERT INTO visitor_keys (profile_id, vid) "
+        f"SELECT n.profile_id, n.vid FROM (SELECT d.profile_id, CAST(d.visitor_id AS HUGEINT) "
+        f"AS vid FROM (SELECT DISTINCT {pid} AS profile_id, {vid} AS visitor_id FROM {table} "
+        f"WHERE {good} AND {known}) AS d) AS n "
+        "WHERE NOT EXISTS (SELECT 1 FROM visitor_keys AS v "
+        "WHERE v.profile_id = n.profile_id AND v.vid = n.vid)",
     )
     if added:
         # Recorded for the import: when no visitor ID belongs to two profiles, the count of
@@ -55,7 +59,7 @@ def add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, i
         con.execute(f"DELETE FROM meta WHERE key = '{store.VISITOR_IDS_UNIQUE}'")
         con.execute(
             f"INSERT INTO meta SELECT '{store.VISITOR_IDS_UNIQUE}', "
-            "(count(*) = count(DISTINCT visitor_id))::VARCHAR FROM visitors"
+            "(count(*) = count(DISTINCT vid))::VARCHAR FROM visitor_keys"
         )
     rejected = bad_ids + unknown
     log.info(

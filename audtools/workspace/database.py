@@ -34,6 +34,43 @@ log = logging.getLogger("audtools")
 LOCK_NAME = ".audtools.lock"
 HOLDER_NAME = ".audtools.lock.json"
 
+# Visitor IDs as 128-bit integers (38 digits fit a HUGEINT): stored in 16 bytes and joined
+# as integers, shown as 38-digit text (leading zeros kept) by views of the same names in
+# the schema `shown` (on connect()'s search path). The segment state of a data source whose
+# every ID is 38 digits moves to visitor_state: which data sources reconcile visitor IDs is
+# configuration, so a declared-ID source guessed wrong is moved back when next used
+# (importing.state.settle_state_kind). Every statement is safe to run again on a database
+# already converted (a table's old name is created empty first, then dropped).
+VISITOR_KEYS_MIGRATION = """
+    CREATE TABLE IF NOT EXISTS main.visitor_keys (profile_id VARCHAR, vid HUGEINT);
+    CREATE TABLE IF NOT EXISTS main.visitors (profile_id VARCHAR, visitor_id VARCHAR);
+    INSERT INTO main.visitor_keys
+        SELECT profile_id, CAST(visitor_id AS HUGEINT) FROM main.visitors;
+    DROP TABLE main.visitors;
+    CREATE TABLE IF NOT EXISTS main.visitor_state (data_source VARCHAR, vid HUGEINT, sid BIGINT);
+    CREATE TABLE IF NOT EXISTS main.declared_state (data_source VARCHAR, id VARCHAR, sid BIGINT);
+    CREATE TABLE IF NOT EXISTS main.segment_state (data_source VARCHAR, id VARCHAR, sid BIGINT);
+    CREATE TEMP TABLE _visitor_sources AS
+        SELECT data_source FROM main.segment_state GROUP BY data_source
+        HAVING bool_and(coalesce(regexp_full_match(id, '[0-9]{38}'), false));
+    INSERT INTO main.visitor_state
+        SELECT data_source, CAST(id AS HUGEINT), sid FROM main.segment_state
+        WHERE data_source IN (SELECT data_source FROM _visitor_sources);
+    INSERT INTO main.declared_state
+        SELECT data_source, id, sid FROM main.segment_state
+        WHERE data_source NOT IN (SELECT data_source FROM _visitor_sources);
+    DROP TABLE main.segment_state;
+    DROP TABLE _visitor_sources;
+    CREATE SCHEMA IF NOT EXISTS shown;
+    CREATE OR REPLACE VIEW shown.visitors AS
+        SELECT profile_id, lpad(CAST(vid AS VARCHAR), 38, '0') AS visitor_id
+        FROM main.visitor_keys;
+    CREATE OR REPLACE VIEW shown.segment_state AS
+        SELECT data_source, id, sid FROM main.declared_state
+        UNION ALL
+        SELECT data_source, lpad(CAST(vid AS VARCHAR), 38, '0') AS id, sid FROM main.visitor_state;
+    """
+
 # Each step takes the schema from version i to i + 1. Tables are internal: the contract is the
 # files, the commands and the Python API (SPEC §2).
 MIGRATIONS: list[str] = [
@@ -85,11 +122,16 @@ MIGRATIONS: list[str] = [
         drop_url VARCHAR, name VARCHAR, size BIGINT, mtime_ns BIGINT,
         entries VARCHAR, problem VARCHAR);
     """,
+    VISITOR_KEYS_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 VISITOR_IDS_UNIQUE = "visitor_ids_unique"
 """The ``meta`` key saying whether no visitor ID belongs to two profiles ('true'/'false')."""
+
+VISITOR_ID_TEXT = "lpad(CAST({} AS VARCHAR), 38, '0')"
+"""SQL giving the text of a visitor ID stored as an integer (format with the column): 38 digits,
+leading zeros kept, byte for byte the text it was read from."""
 
 MEMORY_LIMIT_ENV = "AUDTOOLS_MEMORY_LIMIT"
 DEFAULT_MEMORY_LIMIT = "2.5GB"
@@ -118,6 +160,7 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
     # audtools shows its own progress (tqdm, off with --quiet); DuckDB's bar would print on
     # long queries from scripts and notebooks whatever --quiet says.
     con.execute("SET enable_progress_bar = false")
+    _show_text_views(con)
     try:
         con.execute(f"SET memory_limit = {sql_string(limit)}")
     except duckdb.Error as exc:
@@ -128,6 +171,17 @@ def connect(path: Path | str, *, read_only: bool = False) -> duckdb.DuckDBPyConn
             code="bad_config",
         ) from None
     return con
+
+
+def _show_text_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Put the schema ``shown`` (views showing integer visitor IDs as text) on the search path,
+    after the tables, once a migration has created it."""
+    (exists,) = con.execute(
+        "SELECT count(*) FROM duckdb_schemas() WHERE schema_name = 'shown' "
+        "AND database_name = current_database()"
+    ).fetchall()[0]
+    if exists:
+        con.execute("SET search_path = 'main,shown'")
 
 
 def schema_info(con: duckdb.DuckDBPyConnection) -> tuple[int, str | None]:
@@ -193,6 +247,7 @@ def migrate(path: Path, con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnec
     except Exception:
         con.execute("ROLLBACK")
         raise
+    _show_text_views(con)
     return con
 
 
