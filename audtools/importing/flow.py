@@ -282,7 +282,8 @@ def _store_audience(
         "INSERT INTO audiences VALUES (?, ?, ?, ?, ?, ?, ?)",
         [label, plan.audience_type, plan.shared.sid, plan.source.id, created, now, run_id],
     )
-    uncompressed_writes(con)
+    if plan.source.reconciliation != "visitor_id":
+        uncompressed_writes(con)  # as the segment state of text IDs (see uncompressed_writes)
     con.execute(
         f"INSERT INTO audience_members SELECT ?, profile_id, address FROM {members}", [label]
     )

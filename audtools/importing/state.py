@@ -273,7 +273,8 @@ def _stage(
 
 def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
     """Apply the staged pairs: ``full`` replaces the state; ``iter`` removes then adds."""
-    uncompressed_writes(con)
+    if source.reconciliation != "visitor_id":
+        uncompressed_writes(con)  # text IDs; integers compress cheaply (see uncompressed_writes)
     table, col = state_table(source)
     if batch.mode == "full":
         con.execute(f"DELETE FROM {table} WHERE data_source = ?", [source.id])

@@ -350,6 +350,11 @@ def uncompressed_writes(con: duckdb.DuckDBPyConnection) -> None:
     inserts of the ID tables that a sync rewrites (segment state, audience members, the export
     ledger, the derived-ID cache), never by the profile loader. Rows keep the storage they were
     written with; everything reads them the same way.
+
+    Not called by the imports of visitor-ID data sources: their IDs are integers, whose
+    compression costs nothing measurable (10 M members in two segments, half unknown: the
+    database after profiles load and one import is 0.99 GB with compression and 2.09 GB without,
+    the import 22.1 s and 20.9 s, its peak memory 3.31 and 3.79 GiB).
     """
     with contextlib.suppress(duckdb.Error):  # a DuckDB without the setting: write as usual
         con.execute("SET force_compression = 'uncompressed'")
