@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -99,3 +101,27 @@ def settled(*paths: Path, age: float = 3600) -> None:
     past = time.time() - age
     for path in paths:
         os.utime(path, (past, past))
+
+
+@pytest.fixture
+def ssh(tmp_path: Path) -> Iterator[Any]:
+    """Debian's OpenSSH server on 127.0.0.1, for this test (tests/servers.py)."""
+    from servers import SshServer, require_servers
+
+    require_servers(sshd=True)
+    with SshServer(tmp_path / "sshd") as server:
+        yield server
+
+
+@pytest.fixture
+def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto's S3 server on 127.0.0.1 with a bucket of this test's own (``server.bucket``): moto
+    keeps its buckets in the process."""
+    from servers import S3Server, fake_aws_credentials, require_servers
+
+    require_servers(moto=True)
+    fake_aws_credentials(monkeypatch, tmp_path)
+    with S3Server() as server:
+        server.bucket = f"aam-{uuid.uuid4().hex[:12]}"
+        server.client().create_bucket(Bucket=server.bucket)
+        yield server

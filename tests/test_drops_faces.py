@@ -19,7 +19,7 @@ import pytest
 import tomlkit
 from click.testing import CliRunner
 from conftest import samples_json
-from servers import S3Server, SshServer, fake_aws_credentials, keygen, require_servers
+from servers import SshServer, keygen
 
 from audtools.cli.main import cli
 from audtools.widgets import CreateAudienceScreen, SaveAudienceScreen
@@ -30,21 +30,6 @@ PASSPHRASE = "pp-" + uuid.uuid4().hex  # the key's passphrase, only in the envir
 PASSWORD = "pw-" + uuid.uuid4().hex  # a login password, only in the environment
 
 
-@pytest.fixture
-def ssh(tmp_path: Path) -> Iterator[SshServer]:
-    require_servers(sshd=True)
-    with SshServer(tmp_path / "sshd") as server:
-        yield server
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    require_servers(moto=True)
-    fake_aws_credentials(monkeypatch, tmp_path)
-    with S3Server() as server:
-        server.bucket = f"aam-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
-        server.client().create_bucket(Bucket=server.bucket)  # type: ignore[attr-defined]
-        yield server
 
 
 @pytest.fixture

@@ -7,13 +7,11 @@ import hashlib
 import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers import S3Server, SshServer, fake_aws_credentials, keygen, require_servers
+from servers import SshServer, keygen
 
 from audtools.drops import Drop, DropUnreachable, S3Settings, SftpSettings, open_drop
 from audtools.drops.remote import Retry
@@ -64,22 +62,6 @@ class Remote:
         return {"s3": S3Settings(endpoint_url=self.server.endpoint_url, region="us-east-1")}
 
 
-@pytest.fixture
-def ssh(tmp_path: Path) -> Iterator[SshServer]:
-    require_servers(sshd=True)
-    with SshServer(tmp_path / "sshd") as server:
-        yield server
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    require_servers(moto=True)
-    fake_aws_credentials(monkeypatch, tmp_path)
-    with S3Server() as server:
-        # moto keeps its buckets in the process: each test has its own.
-        server.bucket = f"aam-drop-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
-        server.client().create_bucket(Bucket=server.bucket)  # type: ignore[attr-defined]
-        yield server
 
 
 @pytest.fixture(params=["sftp", "s3"])

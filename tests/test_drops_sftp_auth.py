@@ -30,12 +30,6 @@ SSH_AGENT = shutil.which("ssh-agent") or "/usr/bin/ssh-agent"
 SSH_ADD = shutil.which("ssh-add") or "/usr/bin/ssh-add"
 
 
-@pytest.fixture
-def ssh(tmp_path: Path) -> Iterator[SshServer]:
-    require_servers(sshd=True)
-    with SshServer(tmp_path / "sshd") as server:
-        yield server
-
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:

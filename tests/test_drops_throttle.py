@@ -9,8 +9,6 @@ import json
 import re
 import shutil
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +16,6 @@ import pytest
 import tomlkit
 from click.testing import CliRunner
 from conftest import samples_json
-from servers import S3Server, fake_aws_credentials, require_servers
 from throttling import ThrottlingProxy
 
 from audtools.cli.main import cli
@@ -29,15 +26,6 @@ pytestmark = pytest.mark.slow
 _RUN_ID = re.compile(r"[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}")
 _TIME = re.compile(r"20[0-9]{2}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+Z?")
 
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    require_servers(moto=True)
-    fake_aws_credentials(monkeypatch, tmp_path)
-    with S3Server() as server:
-        server.bucket = f"aam-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
-        server.client().create_bucket(Bucket=server.bucket)  # type: ignore[attr-defined]
-        yield server
 
 
 def _import(ws: Path) -> tuple[int, Any]:

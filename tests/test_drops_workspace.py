@@ -8,8 +8,6 @@ import json
 import re
 import shutil
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +15,7 @@ import pytest
 import tomlkit
 from click.testing import CliRunner
 from conftest import samples_json
-from servers import S3Server, SshServer, fake_aws_credentials, require_servers
+from servers import S3Server, SshServer
 
 from audtools.cli.main import cli
 
@@ -28,21 +26,6 @@ _TIME = re.compile(r"20[0-9]{2}-[0-9]{2}-[0-9]{2}[T ][0-9:.]+Z?")
 _ONBOARDING = re.compile(r"ftp_dpm_([0-9]+)_[0-9]{10}")
 
 
-@pytest.fixture
-def ssh(tmp_path: Path) -> Iterator[SshServer]:
-    require_servers(sshd=True)
-    with SshServer(tmp_path / "sshd") as server:
-        yield server
-
-
-@pytest.fixture
-def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S3Server]:
-    require_servers(moto=True)
-    fake_aws_credentials(monkeypatch, tmp_path)
-    with S3Server() as server:
-        server.bucket = f"aam-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
-        server.client().create_bucket(Bucket=server.bucket)  # type: ignore[attr-defined]
-        yield server
 
 
 def _configure(ws: Path, *, import_drop: str | None = None, export_drop: str | None = None,
