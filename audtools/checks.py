@@ -42,8 +42,6 @@ def check_workspace(workspace: str | os.PathLike[str] | Workspace | None = None)
             problems.append(exc.message)
         problems.extend(_future_batches(con))
         found = scan_drop(cfg, con) if drops["import"]["reachable"] else None
-        if found is not None:
-            found.drop.close()
     if found is not None:
         problems.extend(_info_problems(found))
         for ignored in found.ignored:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,6 +41,27 @@ def sample_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("samples") / "ws"
     create_samples(init_workspace(root))
     return root
+
+
+@pytest.fixture
+def sample_copy(sample_template: Path, tmp_path: Path) -> Path:
+    """A copy of the sample workspace, for a test that changes it."""
+    root = tmp_path / "ws"
+    shutil.copytree(sample_template, root)
+    return root
+
+
+def invoke(*args: Any) -> Any:
+    """The ``audtools`` command line run in this process with ``args`` (each made text)."""
+    from audtools.cli.main import cli
+
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+def error_of(result: Any) -> dict[str, Any]:
+    """The ``error`` object of a command's ``--json`` output."""
+    doc: dict[str, Any] = json.loads(result.stdout)["error"]
+    return doc
 
 
 def samples_json(root: Path) -> dict[str, Any]:

@@ -8,34 +8,20 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
+from conftest import error_of, invoke
 
-from audtools.cli.main import cli
 from audtools.jobs import history
 
 SECRET = "00112233445566778899aabbccddeeff"
 
 
 @pytest.fixture
-def ws(sample_template: Path, tmp_path: Path) -> Path:
-    """A copy of the sample workspace."""
-    root = tmp_path / "ws"
-    shutil.copytree(sample_template, root)
-    return root
-
-
-def invoke(*args: Any) -> Any:
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def error_of(result: Any) -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(result.stdout)["error"]
-    return doc
+def ws(sample_copy: Path) -> Path:
+    return sample_copy
 
 
 # -- 8: transition paths --------------------------------------------------------------------------

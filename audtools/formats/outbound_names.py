@@ -270,14 +270,16 @@ class NameMatcher:
                 heads[t.head.pattern] = {}
                 self._heads.append((t.head, heads[t.head.pattern]))
             heads[t.head.pattern].setdefault(str(s.dpid), []).append((s.id, t))
+        # With one template start and no other template, :meth:`sole` reads the common case.
+        self._only_head = self._heads[0] if len(self._heads) == 1 and not self._loose else None
 
     def sole(self, name: str) -> tuple[str, OutboundName] | None:
         """``(source_id, name)`` when exactly one data source can read ``name`` and it does,
         else None (then :meth:`claim` says who claims it and why not): the common case of a
         drop's names, read without building a :class:`Claim`."""
-        if self._loose or len(self._heads) != 1:
+        if self._only_head is None:
             return None
-        head, by_dpid = self._heads[0]
+        head, by_dpid = self._only_head
         m = head.match(name)
         if m is None:
             return None
@@ -300,13 +302,7 @@ class NameMatcher:
             if m is None:
                 continue
             for source_id, template in by_dpid.get(m.group("head"), ()):
-                full = template.own.fullmatch(name)
-                if full is not None:
-                    result = reading(template, full, name)
-                    if isinstance(result, str):
-                        problems[source_id] = result
-                    else:
-                        readings[source_id] = result
+                self._read_one(source_id, template, name, readings, problems)
         for source_id, template in self._loose:
             self._read_one(source_id, template, name, readings, problems)
         return Claim(readings, problems)

@@ -220,6 +220,7 @@ def scan_drop(
     *,
     sources: list[str] | None = None,
     now: float | None = None,
+    keep_open: bool = False,
 ) -> DropScan:
     """The status of every batch of the drop, per data source, and the ignored files.
 
@@ -229,6 +230,8 @@ def scan_drop(
         sources: only these data source IDs (default: all configured).
         now: the current time in seconds since the epoch (default: the drop's clock once it is
             listed: on S3 the time of the listing answer, elsewhere the local clock).
+        keep_open: keep the drop open to read the batches (then use the result as a context
+            manager, which closes it); by default its connection is closed before returning.
     """
     drop = import_drop(config)
     try:
@@ -243,6 +246,8 @@ def scan_drop(
     except BaseException:
         drop.close()
         raise
+    if not keep_open:
+        drop.close()
     return DropScan(drop, out, ignored)
 
 
@@ -253,8 +258,7 @@ def scan(
     sources: list[str] | None = None,
 ) -> dict[str, SourceBatches]:
     """``{source_id: SourceBatches}``: :func:`scan_drop` without the ignored files."""
-    with scan_drop(config, con, sources=sources) as found:
-        return found.sources
+    return scan_drop(config, con, sources=sources).sources
 
 
 __all__ = [

@@ -96,7 +96,7 @@ def apply_ready(
         The batches applied, waiting and skipped, the rows read and rejected, and the rejects.
     """
     result = ApplyResult(rejects=rejects or Rejects(config.max_rejects_kept))
-    with scan_drop(config, con, sources=[source.id]) as found:
+    with scan_drop(config, con, sources=[source.id], keep_open=True) as found:
         batches = found.sources[source.id]
         result.batches_skipped = [
             {"name": b.root, "reason": b.reason or ""} for b in batches.with_status("skipped")
@@ -310,8 +310,7 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
 
 def batch_report(config: WorkspaceConfig, con: duckdb.DuckDBPyConnection) -> dict[str, object]:
     """What ``audtools batches --json`` prints: per data source, batches by status."""
-    with scan_drop(config, con) as found:
-        pass  # the batches are listed; the drop is not read again
+    found = scan_drop(config, con)
     out: dict[str, object] = {}
     for source_id, sb in found.sources.items():
         applied = [
