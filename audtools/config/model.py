@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from audtools.config.engine import EngineSettings
 from audtools.config.remote import RemoteSettings
 from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
 from audtools.errors import RefusedError
@@ -110,6 +111,7 @@ class WorkspaceConfig:
     operators: dict[str, Operator] = field(default_factory=dict)
     data_sources: dict[str, DataSource] = field(default_factory=dict)
     remote: RemoteSettings = RemoteSettings()
+    engine: EngineSettings = EngineSettings()
 
     @property
     def path(self) -> Path:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from audtools.config.engine import parse_engine
 from audtools.config.model import CONFIG_NAME, Operator, WorkspaceConfig
 from audtools.config.remote import check_drop, is_remote, parse_remote
 from audtools.config.sources import parse_data_sources
@@ -44,9 +45,10 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
     """
     problems: list[str] = []
     for key in data:
-        if key not in ("workspace", "operators", "data_sources", "sftp", "s3"):
+        if key not in ("workspace", "operators", "data_sources", "sftp", "s3", "engine"):
             problems.append(
-                f"unknown section '{key}' (allowed: workspace, operators, data_sources, sftp, s3)"
+                f"unknown section '{key}' "
+                "(allowed: workspace, operators, data_sources, sftp, s3, engine)"
             )
     text = _TextReader(problems)
     ws = _workspace(data, root, problems, text)
@@ -58,6 +60,7 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
             "[[operators]] entry names"
         )
     sources = parse_data_sources(data, problems, text)
+    engine = parse_engine(data, root, problems)
     if problems:
         raise ConfigError(problems, name)
     numbers = ws["numbers"]
@@ -78,6 +81,7 @@ def parse_config(data: dict[str, Any], root: Path, name: str = CONFIG_NAME) -> W
         operators=operators,
         data_sources=sources,
         remote=remote,
+        engine=engine,
     )
 
 

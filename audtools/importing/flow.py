@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from audtools.errors import MatchRateLow, describe
 from audtools.importing import state as segments
+from audtools.importing.cluster import ImportEngine, import_engine, reconcile_on_cluster
 from audtools.importing.members import member_keys
 from audtools.importing.reconcile import Reconciled, reconcile
 from audtools.importing.refusals import ImportPlan, check_refusals
@@ -101,10 +102,13 @@ def import_audience(
         with logs:
             try:
                 derived.refresh(con, ws.config, plan.source)  # a cache: kept by a dry run too
-                if dry_run:
-                    result = _dry_run(ws, con, plan, label, started, progress, keep_members)
-                else:
-                    result = _import(ws, con, plan, label, run_id, started, progress, keep_members)
+                with import_engine(con, ws.config, plan.source) as engine:
+                    if dry_run:
+                        result = _dry_run(ws, con, plan, label, started, progress, keep_members, engine)
+                    else:
+                        result = _import(
+                            ws, con, plan, label, run_id, started, progress, keep_members, engine
+                        )
             except Exception as exc:
                 if not dry_run:
                     _record_failure(ws, run_id, started, label, plan, exc)
@@ -122,14 +126,15 @@ def _dry_run(
     started: dt.datetime,
     progress: bool | None,
     keep_members: bool,
+    engine: ImportEngine | None,
 ) -> ImportResult:
     """Steps 2 to 6 inside a transaction that is rolled back (SPEC §5 step 9): the batches are
     applied to a copy of the state and nothing is recorded (no batch, state, audience, run or
     file). Only the derived-ID cache, refreshed before this transaction, is kept: a cache."""
     con.execute("BEGIN TRANSACTION")
     try:
-        applied = _apply_batches(ws, con, plan, None, progress, None)
-        found = _reconcile(ws, con, plan, audience=False, outcomes=keep_members)
+        applied = _apply_batches(ws, con, plan, None, progress, None, engine)
+        found = _reconcile(ws, con, plan, engine, audience=False, outcomes=keep_members)
         result = _result(plan, label, None, started, applied, found)
         result.delivered_at = _delivered_at(con, plan.source.id)
     finally:
@@ -148,14 +153,15 @@ def _import(
     started: dt.datetime,
     progress: bool | None,
     keep_members: bool,
+    engine: ImportEngine | None,
 ) -> ImportResult:
     """Steps 2 to 8 in one transaction: a failure rolls every step back (and removes the
     rejects written so far)."""
     rejects = Rejects(ws.config.max_rejects_kept, ws.run_dir(run_id) / "rejects.csv")
     con.execute("BEGIN TRANSACTION")
     try:
-        applied = _apply_batches(ws, con, plan, run_id, progress, rejects)
-        found = _reconcile(ws, con, plan, audience=True, outcomes=keep_members)
+        applied = _apply_batches(ws, con, plan, run_id, progress, rejects, engine)
+        found = _reconcile(ws, con, plan, engine, audience=True, outcomes=keep_members)
         result = _result(plan, label, run_id, started, applied, found)
         result.delivered_at = _delivered_at(con, plan.source.id)
         assert found.audience is not None
@@ -181,14 +187,17 @@ def _apply_batches(
     run_id: str | None,
     progress: bool | None,
     rejects: Rejects | None,
+    engine: ImportEngine | None,
 ) -> segments.ApplyResult:
-    """Step 2: the complete, new batches of the data source, applied to its segment state; the
-    first ``max_rejects_kept`` rejects go to ``rejects`` as they are read."""
+    """Step 2: the complete, new batches of the data source, applied to its segment state (in
+    the database, or in the engine's buckets); the first ``max_rejects_kept`` rejects go to
+    ``rejects`` as they are read."""
     source = plan.source
     with tqdm(desc=f"reading batches of {source.id}", unit="B", unit_scale=True, leave=False,
               disable=hide_bars(progress)) as pbar:
         applied = segments.apply_ready(
-            con, ws.config, source, run_id=run_id, progress=pbar.update, rejects=rejects
+            con, ws.config, source, run_id=run_id, progress=pbar.update, rejects=rejects,
+            store=engine.state if engine else None,
         )
     log.info(
         "%s: %d batches applied, %d rows read, %d rejected, %d waiting",
@@ -216,11 +225,15 @@ def _reconcile(
     ws: Workspace,
     con: duckdb.DuckDBPyConnection,
     plan: ImportPlan,
+    engine: ImportEngine | None,
     *,
     audience: bool,
     outcomes: bool,
 ) -> Reconciled:
-    """Steps 3 to 6: the members, their keys, and their reconciliation with the profiles."""
+    """Steps 3 to 6: the members, their keys, and their reconciliation with the profiles (on
+    the cluster, bucket by bucket, when ``engine`` is one)."""
+    if engine is not None:
+        return reconcile_on_cluster(con, engine, plan.shared.sid, audience=audience, outcomes=outcomes)
     members = member_keys(
         con, plan.source, plan.shared.sid, key=plan.key, region=ws.config.default_region
     )

@@ -50,7 +50,7 @@ AUDIENCE = "_audience"
 
 _LINKS = "_links"
 
-Shape = Literal["general", "grouping", "aggregate", "links"]
+Shape = Literal["general", "grouping", "aggregate", "links", "buckets"]
 
 
 @dataclass(frozen=True)

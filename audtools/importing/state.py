@@ -18,6 +18,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Protocol
 
 import duckdb
 import pyarrow as pa
@@ -37,6 +38,8 @@ __all__ = [
     "Batch",
     "BatchStatus",
     "DropFile",
+    "Staged",
+    "StateStore",
     "SourceBatches",
     "apply_ready",
     "batch_report",
@@ -68,6 +71,54 @@ class ApplyResult:
         return self.rejects.table()
 
 
+Staged = tuple[int, int, dict[str, str]] | str
+"""What staging a batch gives: ``(rows, rejected, md5s)``, or why the batch waits."""
+
+
+class StateStore(Protocol):
+    """Where a data source's segment state is kept and changed: the workspace database
+    (:class:`EmbeddedState`, the default) or a Dask cluster's buckets
+    (:class:`audtools.importing.cluster.ClusterState`)."""
+
+    def stage(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        drop: Drop,
+        batch: Batch,
+        source: DataSource,
+        progress: Callable[[int], None] | None,
+        config: WorkspaceConfig,
+        rejects: Rejects,
+    ) -> Staged:
+        """Read every part of ``batch``; its rows, rejects and checksums, or why it waits."""
+        ...
+
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
+        """Apply the staged batch to the state, in the caller's transaction."""
+        ...
+
+
+class EmbeddedState:
+    """The segment state in the workspace database (``visitor_state``, ``declared_state``)."""
+
+    def stage(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        drop: Drop,
+        batch: Batch,
+        source: DataSource,
+        progress: Callable[[int], None] | None,
+        config: WorkspaceConfig,
+        rejects: Rejects,
+    ) -> Staged:
+        """See :class:`StateStore`: the rows go to the temporary table ``_stage``."""
+        return _stage(con, drop, batch, source, progress, config, rejects)
+
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
+        """See :class:`StateStore`."""
+        _apply_staged(con, batch, source)
+
+
 def apply_ready(
     con: duckdb.DuckDBPyConnection,
     config: WorkspaceConfig,
@@ -76,6 +127,7 @@ def apply_ready(
     run_id: str | None,
     progress: Callable[[int], None] | None = None,
     rejects: Rejects | None = None,
+    store: StateStore | None = None,
 ) -> ApplyResult:
     """Apply the complete, new batches of ``source`` to its segment state, in timestamp order.
 
@@ -91,11 +143,13 @@ def apply_ready(
         run_id: recorded with each applied batch.
         progress: called with the number of bytes read, for progress bars.
         rejects: where the first ``max_rejects_kept`` rejects go (default: kept in memory).
+        store: where the state is (default: the workspace database).
 
     Returns:
         The batches applied, waiting and skipped, the rows read and rejected, and the rejects.
     """
     result = ApplyResult(rejects=rejects or Rejects(config.max_rejects_kept))
+    store = store or EmbeddedState()
     with scan_drop(config, con, sources=[source.id], keep_open=True) as found:
         batches = found.sources[source.id]
         result.batches_skipped = [
@@ -107,7 +161,7 @@ def apply_ready(
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         for index, batch in enumerate(ready):
             mark = result.rejects.mark()
-            staged = _stage(con, found.drop, batch, source, progress, config, result.rejects)
+            staged = store.stage(con, found.drop, batch, source, progress, config, result.rejects)
             con.execute("DELETE FROM batch_waits WHERE data_source = ? AND root = ?", [source.id, batch.root])
             if isinstance(staged, str):
                 result.rejects.rewind(mark)  # the batch is not applied: neither are its rejects
@@ -119,7 +173,7 @@ def apply_ready(
                 waiting += len(ready) - index
                 break
             rows, rejected, md5s = staged
-            _apply_staged(con, batch, source)
+            store.apply(con, batch, source)
             _record(con, batch, source, run_id, now, rows, rejected, md5s)
             result.batches_applied.append(batch.root)
             result.rows_read += rows
@@ -204,7 +258,15 @@ def _read_part(
         rejects.add(name, chunk.rejects)
 
 
-def _disagreement(batch: Batch, f: DropFile, reader: OutboundReader) -> str | None:
+class PartRead(Protocol):
+    """What reading a part tells about its bytes (an :class:`OutboundReader` after reading)."""
+
+    md5: str | None
+    newline_count: int
+    last_line_open: bool
+
+
+def disagreement(batch: Batch, f: DropFile, reader: PartRead) -> str | None:
     """How the part just read disagrees with the ``.info`` entries that list it, if it does."""
     for entry in batch.entries_for(f.name.name):
         if entry.md5 is not None and reader.md5 != entry.md5:
@@ -259,7 +321,7 @@ def _stage(
             # A compressed part that cannot be read may still be arriving: the batch waits.
             con.execute("DROP TABLE IF EXISTS _stage")
             return exc.message
-        problem = _disagreement(batch, f, reader)
+        problem = disagreement(batch, f, reader)
         if problem:
             con.execute("DROP TABLE IF EXISTS _stage")
             return problem

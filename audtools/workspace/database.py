@@ -123,6 +123,14 @@ MIGRATIONS: list[str] = [
         entries VARCHAR, problem VARCHAR);
     """,
     VISITOR_KEYS_MIGRATION,
+    # The current version of each dataset of the Dask engine (audtools.engine): its folder
+    # under the engine's storage, its buckets, and what it was made from. Switching to a new
+    # version is an UPDATE in the import's transaction: a crash leaves the old one current.
+    """
+    CREATE TABLE IF NOT EXISTS engine_datasets (
+        name VARCHAR, version VARCHAR, buckets INTEGER, fingerprint VARCHAR,
+        written_at TIMESTAMP);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

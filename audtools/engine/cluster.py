@@ -1,0 +1,119 @@
+"""The Dask cluster a workspace's heavy steps run on, and the engine's storage folder.
+
+:func:`open_cluster` connects to the scheduler of ``[engine]`` (``tcp://HOST:PORT``), or starts a
+``LocalCluster`` of worker processes on 127.0.0.1 for ``scheduler = "local"``, and closes what it
+started when the block ends. :class:`Cluster` maps tasks of :mod:`audtools.engine.tasks` over
+it: Dask schedules, DuckDB computes, and a worker lost mid-task has its tasks run again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from tqdm.auto import tqdm
+
+from audtools.config.engine import EngineSettings
+
+__all__ = ["Cluster", "open_cluster"]
+
+log = logging.getLogger("audtools")
+
+T = TypeVar("T")
+
+_CONNECT_SECONDS = 30
+
+
+class Cluster:
+    """A connected Dask client, the engine's settings and this workspace's storage folder.
+
+    Attributes:
+        settings: the ``[engine]`` settings.
+        client: the ``distributed.Client``.
+        root: the folder of this workspace's datasets under ``settings.storage``.
+        threads: DuckDB threads per task (a local cluster shares the machine's cores out; on
+            a remote one each DuckDB uses its worker's cores).
+    """
+
+    def __init__(self, settings: EngineSettings, client: Any, threads: int | None) -> None:
+        self.settings = settings
+        self.client = client
+        self.root = settings.storage
+        self.threads = threads
+
+    @property
+    def workers(self) -> int:
+        """Task slots on the cluster now (threads of every worker)."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        calls: Sequence[tuple[Any, ...]],
+        *,
+        what: str,
+        progress: bool = False,
+    ) -> list[T]:
+        """Run ``fn(*args)`` for each ``args`` of ``calls`` on the cluster; the results in order.
+
+        A task that raises makes this raise the same exception (Dask re-raises it here); a
+        worker that dies mid-task has its tasks run again elsewhere (Dask's ``allowed-failures``).
+        Task names are the function's name and a hash of the arguments: no argument's value.
+        """
+        futures = [
+            self.client.submit(fn, *args, threads=self.threads, pure=False) for args in calls
+        ]
+        from distributed import as_completed
+
+        with tqdm(total=len(futures), desc=what, unit="task", leave=False, disable=not progress) as bar:
+            for _ in as_completed(futures):
+                bar.update(1)
+        results: list[T] = self.client.gather(futures)
+        return results
+
+
+@contextlib.contextmanager
+def open_cluster(settings: EngineSettings) -> Iterator[Cluster]:
+    """Connect to the cluster of ``settings`` (starting a local one), yield it, disconnect.
+
+    Raises:
+        AudtoolsError: (code ``error``) when the scheduler does not answer.
+    """
+    from distributed import Client, LocalCluster
+
+    from audtools.errors import AudtoolsError
+
+    Path(settings.storage).mkdir(parents=True, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        if settings.scheduler == "local":
+            cores = os.cpu_count() or 1
+            local = stack.enter_context(
+                LocalCluster(
+                    n_workers=settings.workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address=None,
+                    memory_limit=settings.worker_memory or "auto",
+                    silence_logs=logging.ERROR,
+                )
+            )
+            client = stack.enter_context(Client(local))
+            threads: int | None = max(1, cores // settings.workers)
+        else:
+            try:
+                client = stack.enter_context(
+                    Client(settings.scheduler, timeout=_CONNECT_SECONDS)
+                )
+            except (OSError, TimeoutError) as exc:
+                raise AudtoolsError(
+                    f"The Dask scheduler at {settings.scheduler} did not answer "
+                    f"({type(exc).__name__}). Start it, or set [engine] scheduler = \"local\"."
+                ) from exc
+            threads = None
+        log.info("engine: %s, %d task slots", settings.scheduler, sum(client.nthreads().values()))
+        yield Cluster(settings, client, threads)

@@ -1,0 +1,210 @@
+"""The engine's datasets: Parquet folders under storage, their versions in the workspace database.
+
+Layout under ``[engine] storage``, in a folder of its own per workspace (``meta.engine_id``)::
+
+    ID/visitor_keys/VERSION/b=B/*.parquet   the profiles' visitor IDs (vid, profile_id), by bucket
+    ID/state/SOURCE/VERSION/b=B/*.parquet   a data source's segment state (vid, sid), by bucket
+    ID/work/TOKEN/...                       one import's staged parts and task outputs
+
+A dataset's current version is its row in ``engine_datasets``. A change writes a new version's
+files first, then switches the row in the caller's transaction: a crash before the commit leaves
+the old version current, and the new files are garbage that :func:`collect` removes on the next
+run (the workspace lock keeps two runs from writing at once).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import math
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from audtools.config import DataSource
+from audtools.engine.tasks import STORED_VID, relation
+from audtools.workspace.database import sql_string, transaction
+
+__all__ = [
+    "ROWS_PER_BUCKET",
+    "Version",
+    "collect",
+    "current",
+    "keys_fingerprint",
+    "move_state_back",
+    "move_state_out",
+    "new_version",
+    "state_name",
+    "storage_root",
+    "switch",
+    "visitor_keys",
+]
+
+log = logging.getLogger("audtools")
+
+ROWS_PER_BUCKET = 2_000_000
+"""Visitor IDs per bucket when ``[engine] buckets`` is 0: a bucket of members and of visitor IDs
+then takes a few hundred MB in a task's DuckDB, well within a worker of 1 GiB or more."""
+
+VISITOR_KEYS = "visitor_keys"
+
+
+@dataclass(frozen=True)
+class Version:
+    """One version of a dataset: its folder and number of buckets."""
+
+    name: str
+    version: str
+    buckets: int
+    folder: Path
+    fingerprint: str = ""
+
+
+def storage_root(con: duckdb.DuckDBPyConnection, storage: Path) -> Path:
+    """This workspace's folder under ``storage`` (its ID made and kept in ``meta`` once), so
+    that workspaces sharing a storage folder never collect each other's datasets."""
+    row = con.execute("SELECT value FROM meta WHERE key = 'engine_id'").fetchone()
+    if row is None:
+        ident = uuid.uuid4().hex[:16]
+        with transaction(con):
+            con.execute("INSERT INTO meta VALUES ('engine_id', ?)", [ident])
+    else:
+        ident = row[0]
+    return Path(storage) / ident
+
+
+def state_name(source: DataSource) -> str:
+    """The dataset name of ``source``'s segment state."""
+    return f"state/{source.id}"
+
+
+def _folder(root: Path, name: str, version: str) -> Path:
+    if name == VISITOR_KEYS:
+        return root / VISITOR_KEYS / version
+    # Data source IDs are free text: their folder is a digest of it.
+    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]
+    return root / "state" / digest / version
+
+
+def current(con: duckdb.DuckDBPyConnection, root: Path, name: str) -> Version | None:
+    """The current version of ``name``, or None when it has none."""
+    row = con.execute(
+        "SELECT version, buckets, fingerprint FROM engine_datasets WHERE name = ?", [name]
+    ).fetchone()
+    if row is None:
+        return None
+    return Version(name, row[0], int(row[1]), _folder(root, name, row[0]), row[2] or "")
+
+
+def new_version(root: Path, name: str, buckets: int, fingerprint: str = "") -> Version:
+    """A new, empty version of ``name`` (its folder made), not yet current."""
+    version = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+    folder = _folder(root, name, version)
+    folder.mkdir(parents=True)
+    return Version(name, version, buckets, folder, fingerprint)
+
+
+def switch(con: duckdb.DuckDBPyConnection, version: Version) -> None:
+    """Make ``version`` current, in the caller's transaction."""
+    con.execute("DELETE FROM engine_datasets WHERE name = ?", [version.name])
+    con.execute(
+        "INSERT INTO engine_datasets VALUES (?, ?, ?, ?, ?)",
+        [version.name, version.version, version.buckets, version.fingerprint,
+         dt.datetime.now(dt.UTC).replace(tzinfo=None)],
+    )
+
+
+def collect(con: duckdb.DuckDBPyConnection, root: Path) -> None:
+    """Remove every version that is not current, and every import's work folder."""
+    keep = {
+        _folder(root, name, version)
+        for name, version in con.execute("SELECT name, version FROM engine_datasets").fetchall()
+    }
+    shutil.rmtree(root / "work", ignore_errors=True)
+    versions = list((root / VISITOR_KEYS).glob("*")) + list((root / "state").glob("*/*"))
+    for folder in versions:
+        if folder not in keep:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def keys_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
+    """How many visitor IDs the profiles have, and a digest of them all (one scan)."""
+    rows, xor, total = con.execute(
+        "SELECT count(*), coalesce(bit_xor(hash(vid, profile_id)), 0), "
+        "coalesce(sum(hash(vid, profile_id) % 1000003), 0) FROM visitor_keys"
+    ).fetchall()[0]
+    return int(rows), f"{rows}:{xor}:{total}"
+
+
+def visitor_keys(con: duckdb.DuckDBPyConnection, root: Path, buckets: int, workers: int) -> Version:
+    """The current buckets of the profiles' visitor IDs: written again when they changed.
+
+    Args:
+        con: the workspace database (outside a transaction: the switch commits on its own,
+            as a cache does).
+        root: this workspace's storage folder.
+        buckets: ``[engine] buckets`` (0: one per :data:`ROWS_PER_BUCKET`, at least one per
+            task slot).
+        workers: the cluster's task slots.
+    """
+    rows, fingerprint = keys_fingerprint(con)
+    want = buckets or max(workers, math.ceil(rows / ROWS_PER_BUCKET))
+    now = current(con, root, VISITOR_KEYS)
+    if now is not None and now.fingerprint == fingerprint and now.buckets == want:
+        return now
+    version = new_version(root, VISITOR_KEYS, want, fingerprint)
+    con.execute(
+        f"COPY (SELECT {STORED_VID.format('vid')} AS vid, profile_id, "
+        f"CAST(vid % {want} AS INTEGER) AS b FROM visitor_keys) "
+        f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
+    )
+    with transaction(con):
+        switch(con, version)
+    log.info("engine: %d visitor IDs written in %d buckets", rows, want)
+    return version
+
+
+def move_state_out(
+    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int
+) -> None:
+    """Move ``source``'s segment state from the workspace database to the engine's storage
+    (a workspace that imported on the embedded engine before), in one transaction."""
+    found = con.execute(
+        "SELECT count(*) FROM (SELECT 1 FROM visitor_state WHERE data_source = ? LIMIT 1)",
+        [source.id],
+    ).fetchall()[0][0]
+    if not found:
+        return
+    version = new_version(root, state_name(source), buckets)
+    con.execute(
+        f"COPY (SELECT {STORED_VID.format('vid')} AS vid, sid, "
+        f"CAST(vid % {buckets} AS INTEGER) AS b FROM visitor_state "
+        f"WHERE data_source = {sql_string(source.id)}) "
+        f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
+    )
+    with transaction(con):
+        switch(con, version)
+        con.execute("DELETE FROM visitor_state WHERE data_source = ?", [source.id])
+
+
+def move_state_back(con: duckdb.DuckDBPyConnection, root: Path | None, source: DataSource) -> None:
+    """Move ``source``'s segment state from the engine's storage back to the workspace database
+    (the workspace's ``[engine]`` was removed), in one transaction."""
+    name = state_name(source)
+    row = con.execute("SELECT version FROM engine_datasets WHERE name = ?", [name]).fetchone()
+    if row is None:
+        return
+    if root is None:
+        raise RuntimeError("the engine's storage is needed to move a segment state back")
+    version = current(con, root, name)
+    assert version is not None
+    files = sorted(str(p) for p in version.folder.glob("b=*/*.parquet"))
+    with transaction(con):
+        if files:
+            rows = relation(files, {"vid": "HUGEINT", "sid": "BIGINT"})
+            con.execute(f"INSERT INTO visitor_state SELECT ?, vid, sid FROM {rows}", [source.id])
+        con.execute("DELETE FROM engine_datasets WHERE name = ?", [name])

@@ -1,0 +1,271 @@
+"""An import's heavy steps on a Dask cluster (``[engine] kind = "dask"``, SPEC §2.1).
+
+The flow (:mod:`audtools.importing.flow`) stays the same; two of its steps run on the cluster,
+bucket by bucket (:mod:`audtools.engine`):
+
+- :class:`ClusterState` is the segment state as buckets of Parquet: the command copies each part
+  of a batch from the drop to the engine's storage (workers never connect to the drops), one task
+  per part parses it into buckets, one task per bucket writes the state's new version, and the
+  version becomes current in the import's transaction;
+- :func:`reconcile_on_cluster` joins bucket *i* of the members with bucket *i* of the profiles'
+  visitor IDs, one task per bucket; the audience's distinct profiles and the counts come back to
+  the workspace database, where the audience is stored as on the embedded engine.
+
+What the cluster runs today: data sources that reconcile unencrypted visitor IDs. Others keep
+running on the embedded engine (the log says so); so do exports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+
+from audtools.config import DataSource, WorkspaceConfig
+from audtools.drops import Drop
+from audtools.engine import datasets, tasks
+from audtools.engine.cluster import Cluster, open_cluster
+from audtools.importing.batches import Batch
+from audtools.importing.reconcile import AUDIENCE, Reconciled
+from audtools.importing.rejects import Rejects
+from audtools.importing.state import Staged, disagreement
+from audtools.workspace.database import VISITOR_ID_TEXT, arrow, sql_string
+
+__all__ = ["ClusterState", "ImportEngine", "import_engine", "on_cluster", "reconcile_on_cluster"]
+
+log = logging.getLogger("audtools")
+
+_COPY_BYTES = 8 * 2**20
+
+
+def on_cluster(config: WorkspaceConfig, source: DataSource) -> bool:
+    """Whether an import of ``source`` runs its heavy steps on the cluster."""
+    return (
+        config.engine.on_cluster
+        and source.reconciliation == "visitor_id"
+        and not source.encrypted
+    )
+
+
+@dataclass
+class ImportEngine:
+    """One import's cluster, its storage folders and the state it writes."""
+
+    cluster: Cluster
+    root: Path
+    work: Path
+    keys: datasets.Version
+    state: ClusterState
+
+
+@contextlib.contextmanager
+def import_engine(
+    con: duckdb.DuckDBPyConnection, config: WorkspaceConfig, source: DataSource
+) -> Iterator[ImportEngine | None]:
+    """The cluster for an import of ``source``, or None when it runs on the embedded engine.
+
+    On the cluster, before the import's transaction: versions left by an earlier run are
+    collected (and again after it), the profiles' visitor IDs are bucketed if they changed, and a state the embedded
+    engine kept is moved to storage. On the embedded engine, a state kept in storage (the
+    workspace's ``[engine]`` was removed) is moved back to the database.
+    """
+    storage = config.engine.storage
+    if not on_cluster(config, source):
+        if config.engine.on_cluster:
+            log.info("%s runs on the embedded engine (not yet on the cluster)", source.id)
+        has_root = con.execute("SELECT count(*) FROM meta WHERE key = 'engine_id'").fetchall()[0][0]
+        if has_root:
+            datasets.move_state_back(con, datasets.storage_root(con, storage), source)
+        yield None
+        return
+    root = datasets.storage_root(con, storage)
+    datasets.collect(con, root)
+    with open_cluster(config.engine) as cluster:
+        keys = datasets.visitor_keys(con, root, config.engine.buckets, cluster.workers)
+        datasets.move_state_out(con, root, source, keys.buckets)
+        work = root / "work" / uuid.uuid4().hex[:12]
+        work.mkdir(parents=True)
+        state = ClusterState(cluster, con, root, work, source, keys.buckets)
+        try:
+            yield ImportEngine(cluster, root, work, keys, state)
+        finally:
+            # The import committed or rolled back: versions no longer current are garbage.
+            with contextlib.suppress(duckdb.Error):
+                datasets.collect(con, root)
+            shutil.rmtree(work, ignore_errors=True)
+
+
+@dataclass
+class _PartRead:
+    md5: str | None
+    newline_count: int
+    last_line_open: bool
+
+
+class ClusterState:
+    """A data source's segment state as buckets of Parquet (a :class:`StateStore`).
+
+    ``version`` is the state as this import sees it: the current one, then each new version
+    written by :meth:`apply` (made current in the import's transaction).
+    """
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        con: duckdb.DuckDBPyConnection,
+        root: Path,
+        work: Path,
+        source: DataSource,
+        buckets: int,
+    ) -> None:
+        self.cluster = cluster
+        self.root = root
+        self.work = work
+        self.buckets = buckets
+        self.version = datasets.current(con, root, datasets.state_name(source))
+        self._staged: list[str] = []
+
+    def stage(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        drop: Drop,
+        batch: Batch,
+        source: DataSource,
+        progress: Callable[[int], None] | None,
+        config: WorkspaceConfig,
+        rejects: Rejects,
+    ) -> Staged:
+        """Copy the batch's parts to storage, parse them on the cluster (one task per part)."""
+        folder = self.work / uuid.uuid4().hex[:8]
+        folder.mkdir()
+        copies = []
+        for index, f in enumerate(batch.files):
+            copy = folder / f"part{index}"
+            with drop.open(f.name.name) as src, open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst, _COPY_BYTES)
+            copies.append(copy)
+            if progress is not None:
+                progress(f.size)
+        reader = {
+            "id_rule": source.reconciliation,
+            "lowercase_ids": source.lowercase_ids,
+            "header_rows": source.outbound_header_rows,
+            "separator": source.outbound_separator,
+            "limits": {
+                "max_line_bytes": config.max_line_bytes,
+                "max_uncompressed_bytes": config.max_uncompressed_bytes,
+                "max_compression_ratio": config.max_compression_ratio,
+            },
+        }
+        calls = [
+            (str(copy), f.name.name, reader, self.buckets, f"{copy}.buckets", rejects.remaining)
+            for copy, f in zip(copies, batch.files, strict=True)
+        ]
+        results = self.cluster.map(tasks.parse_part, calls, what=f"parsing {batch.root}")
+        rows = rejected = 0
+        md5s: dict[str, str] = {}
+        for f, done in zip(batch.files, results, strict=True):
+            if "problem" in done:
+                return str(done["problem"])
+            rejects.add(f.name.name, done["rejects"])
+            read = _PartRead(done["md5"], done["newline_count"], done["last_line_open"])
+            problem = disagreement(batch, f, read)
+            if problem:
+                return problem
+            md5s[f.name.name] = str(done["md5"])
+            rows += done["rows"]
+            rejected += done["rejected"]
+        self._staged = [call[4] for call in calls]
+        return rows, rejected, md5s
+
+    def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
+        """Write the state's new version, one task per bucket; switch to it in the caller's
+        transaction."""
+        new = datasets.new_version(self.root, datasets.state_name(source), self.buckets)
+        old_folder = None if self.version is None else str(self.version.folder)
+        same_buckets = self.version is not None and self.version.buckets == self.buckets
+        calls = []
+        for bucket in range(self.buckets):
+            if old_folder is None or batch.mode == "full":
+                old: list[str] = []
+            elif same_buckets:
+                old = tasks.bucket_files(old_folder, bucket)
+            else:  # another bucket count: every file may hold the bucket's IDs
+                old = sorted(str(p) for p in Path(old_folder).glob("b=*/*.parquet"))
+            staged = [f for folder in self._staged for f in tasks.bucket_files(folder, bucket)]
+            calls.append((bucket, self.buckets, batch.mode, old, staged, str(new.folder)))
+        self.cluster.map(tasks.state_bucket, calls, what=f"applying {batch.root}")
+        datasets.switch(con, new)
+        self.version = new
+
+
+def reconcile_on_cluster(
+    con: duckdb.DuckDBPyConnection,
+    engine: ImportEngine,
+    sid: int,
+    *,
+    audience: bool,
+    outcomes: bool,
+) -> Reconciled:
+    """Reconcile the members of segment ``sid`` with the profiles, bucket by bucket.
+
+    Each bucket's members match only that bucket's visitor IDs (equal IDs fall in the same
+    bucket), so the members and matched members add up over buckets. A profile with visitor
+    IDs in several buckets may be matched in more than one: the audience's profiles are made
+    distinct here, in the workspace database, which stores them.
+    """
+    con.execute(f"DROP TABLE IF EXISTS {AUDIENCE}")
+    state = engine.state.version
+    keys = engine.keys
+    out = engine.work / ("reconcile-" + uuid.uuid4().hex[:8])
+    calls = []
+    for bucket in range(keys.buckets):
+        if state is None:
+            members: list[str] = []
+        elif state.buckets == keys.buckets:
+            members = tasks.bucket_files(str(state.folder), bucket)
+        else:
+            members = sorted(str(p) for p in state.folder.glob("b=*/*.parquet"))
+        calls.append((bucket, keys.buckets, members, tasks.bucket_files(str(keys.folder), bucket),
+                      int(sid), str(out), outcomes))
+    counts = engine.cluster.map(tasks.reconcile_bucket, calls, what="reconciling")
+    found = _glob(out / "profiles")
+    con.execute(
+        f"CREATE TEMP TABLE {AUDIENCE} AS SELECT DISTINCT profile_id, NULL::VARCHAR AS address "
+        f"FROM {found}"
+    )
+    (profiles,) = con.execute(f"SELECT count(*) FROM {AUDIENCE}").fetchall()[0]
+    if not audience:
+        con.execute(f"DROP TABLE {AUDIENCE}")
+    table = None
+    if outcomes:
+        table = arrow(
+            con,
+            f"SELECT {VISITOR_ID_TEXT.format('CAST(id AS HUGEINT)')} AS id, outcome "
+            f"FROM {_glob(out / 'outcomes')} ORDER BY id",
+        )
+    return Reconciled(
+        members=sum(c["members"] for c in counts),
+        undecryptable=0,
+        matched=sum(c["matched"] for c in counts),
+        profiles=int(profiles),
+        addresses=0,
+        audience=AUDIENCE if audience else None,
+        outcomes=table,
+        shape="buckets",
+    )
+
+
+def _glob(folder: Path) -> str:
+    """SQL reading every bucket file under ``folder`` (each bucket task writes one)."""
+    if not any(folder.glob("b=*/*.parquet")):
+        raise RuntimeError(f"no bucket files under {os.fspath(folder)}")
+    pattern = sql_string(str(folder / "b=*" / "*.parquet"))
+    return f"read_parquet({pattern}, hive_partitioning = false)"
