@@ -8,18 +8,28 @@ import code).
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import pytest
-from conftest import samples_json
+from conftest import samples_json, settled
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from audtools.config import load_config
 from audtools.errors import ConfigError
 from audtools.importing.flow import import_audience
+from audtools.profiles.loading import load_profiles
 from audtools.samples import create_samples
 from audtools.samples.demo import play_history
 from audtools.workspace import init_workspace
@@ -167,3 +177,154 @@ def test_engine_settings_are_checked(tmp_path: Path) -> None:
     text = str(caught.value)
     for word in ("'kind'", "'scheduler'", "'workers'", "'storage'", "'worker_memory'", "'colour'"):
         assert word in text
+
+
+# --- small random workspaces: both engines, the same results -------------------------------
+
+_SIDS = (100, 200)
+
+
+def _small_workspace(root: Path, links: list[tuple[int, int]], batches: list[tuple[str, list[str]]],
+                     scheduler: str | None) -> None:
+    """Profiles ``P<i>`` with visitor IDs ``vid(n)`` from ``links``, and ``batches`` (mode,
+    rows) in the import drop of the default visitor-ID data source."""
+    init_workspace(root)
+    if scheduler:
+        _on_cluster(root, scheduler, buckets=3)
+    profiles = sorted({p for p, _ in links})
+    (root / "profiles.csv").write_text("profile_id\n" + "".join(f"P{p}\n" for p in profiles))
+    (root / "visitors.csv").write_text(
+        "profile_id,visitor_id\n" + "".join(f"P{p},{n:038d}\n" for p, n in links)
+    )
+    load_profiles(root, root / "profiles.csv", visitors=root / "visitors.csv")
+    drop = root / "drops" / "import"
+    segments = [{"sid": s, "name": f"S{s}", "type": "segment", "source": "audience_manager"}
+                for s in _SIDS]
+    (drop / "catalog.json").write_text(json.dumps({"segments": segments}))
+    for index, (mode, rows) in enumerate(batches):
+        path = drop / f"ftp_46390_14016_{mode}_{1_700_000_000_000 + index * 1000}.sync"
+        path.write_text("".join(r + "\n" for r in rows))
+        settled(path)
+
+
+_row = st.tuples(
+    st.integers(0, 12),
+    st.sets(st.sampled_from(_SIDS)),
+    st.sets(st.sampled_from(_SIDS)),
+    st.booleans(),
+).map(lambda t: (f"{t[0]:038d}" if not t[3] else f"x{t[0]}") + "\t"
+      + ",".join(map(str, sorted(t[1]))) + "\t" + ",".join(map(str, sorted(t[2]))))
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    links=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 12)), min_size=1, max_size=12,
+                   unique=True),
+    batches=st.lists(st.tuples(st.sampled_from(["full", "iter"]), st.lists(_row, max_size=10)),
+                     min_size=1, max_size=3),
+)
+def test_random_workspaces_agree_on_both_engines(
+    tmp_path_factory: pytest.TempPathFactory, scheduler: str,
+    links: list[tuple[int, int]], batches: list[tuple[str, list[str]]],
+) -> None:
+    results = []
+    for engine in (None, scheduler):
+        root = tmp_path_factory.mktemp("random") / "ws"
+        _small_workspace(root, links, batches, engine)
+        runs = []
+        for sid in _SIDS:
+            r = import_audience(root, f"L{sid}", sid, "defaultDataSource", progress=False)
+            runs.append((_result(r.to_json()), r.outcomes.to_pylist() if r.outcomes else None))
+        results.append((runs, _audiences(root)))
+    assert results[1] == results[0]
+
+
+# --- faults: a worker lost mid-import, the client killed mid-import --------------------------
+
+_BIG_ROWS = 1_500_000
+
+
+def _big_workspace(root: Path, scheduler: str | None) -> None:
+    """A workspace whose one full batch (two parts of 1.5 M rows) takes each worker a second or
+    two to parse: long enough to kill something while it runs."""
+    links = [(p, p * 7) for p in range(2000)]
+    rows = [f"{n * 3:038d}\t100,200" for n in range(_BIG_ROWS)]
+    _small_workspace(root, links, [], scheduler)
+    drop = root / "drops" / "import"
+    for part, half in enumerate((rows[: _BIG_ROWS // 2], rows[_BIG_ROWS // 2:])):
+        path = drop / f"ftp_46390_14016_full_1700000000000-{part + 1}.sync"
+        path.write_text("\n".join(half) + "\n")
+        settled(path)
+
+
+def _embedded_result(tmp_path: Path) -> tuple[dict[str, Any], list[tuple[Any, ...]]]:
+    root = tmp_path / "embedded"
+    _big_workspace(root, None)
+    result = import_audience(root, "L", 100, "defaultDataSource", progress=False, keep_members=False)
+    return _result(result.to_json()), _audiences(root)
+
+
+def test_a_worker_lost_mid_import_changes_nothing_in_the_result(
+    tmp_path: Path, scheduler: str
+) -> None:
+    from distributed import Client
+
+    expected = _embedded_result(tmp_path)
+    root = tmp_path / "dask"
+    _big_workspace(root, scheduler)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = import_audience(
+                root, "L", 100, "defaultDataSource", progress=False, keep_members=False)
+        except BaseException as exc:  # noqa: BLE001  (the assertion below shows it)
+            outcome["error"] = exc
+
+    with Client(scheduler) as client:
+        pids = client.run(os.getpid)
+        thread = threading.Thread(target=run)
+        thread.start()
+        killed = None
+        deadline = time.monotonic() + 120
+        while killed is None and thread.is_alive() and time.monotonic() < deadline:
+            for worker, keys in client.processing().items():
+                if any("parse_part" in str(k) for k in keys):
+                    os.kill(pids[worker], signal.SIGKILL)
+                    killed = worker
+                    break
+            time.sleep(0.01)
+        thread.join(300)
+        client.wait_for_workers(2, timeout=60)
+    assert killed is not None, "no parsing task was seen running"
+    assert "error" not in outcome, outcome.get("error")
+    assert (_result(outcome["result"].to_json()), _audiences(root)) == expected
+
+
+def test_a_client_killed_mid_import_applies_nothing_and_the_next_run_succeeds(
+    tmp_path: Path, scheduler: str
+) -> None:
+    expected = _embedded_result(tmp_path)
+    root = tmp_path / "dask"
+    _big_workspace(root, scheduler)
+    exe = Path(sys.executable).with_name("audtools")
+    command = [str(exe), "import", "-w", str(root), "--label", "L", "--shared-audience", "100",
+               "--data-source", "defaultDataSource", "--json", "-q"]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    try:
+        while process.poll() is None and time.monotonic() < deadline:
+            if list((root / "engine").glob("*/work/*/*/part*")):  # parts staged: tasks run
+                break
+            time.sleep(0.005)
+    finally:
+        process.kill()
+        process.wait(30)
+    assert process.returncode == -signal.SIGKILL
+    with duckdb.connect(str(root / "campaign.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM batches").fetchall()[0][0] == 0
+        assert con.execute("SELECT count(*) FROM audiences").fetchall()[0][0] == 0
+        assert con.execute(
+            "SELECT count(*) FROM engine_datasets WHERE name LIKE 'state/%'").fetchall()[0][0] == 0
+    result = import_audience(root, "L", 100, "defaultDataSource", progress=False, keep_members=False)
+    assert (_result(result.to_json()), _audiences(root)) == expected
