@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -64,6 +65,7 @@ class Cluster:
         worker that dies mid-task has its tasks run again elsewhere (Dask's ``allowed-failures``).
         Task names are the function's name and a hash of the arguments: no argument's value.
         """
+        started = time.monotonic()
         futures = [
             self.client.submit(fn, *args, threads=self.threads, pure=False) for args in calls
         ]
@@ -73,6 +75,7 @@ class Cluster:
             for _ in as_completed(futures):
                 bar.update(1)
         results: list[T] = self.client.gather(futures)
+        log.info("engine: %s, %d tasks in %.1f s", what, len(futures), time.monotonic() - started)
         return results
 
 

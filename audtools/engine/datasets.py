@@ -19,6 +19,7 @@ import hashlib
 import logging
 import math
 import shutil
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ from pathlib import Path
 import duckdb
 
 from audtools.config import DataSource
-from audtools.engine.tasks import STORED_VID, relation
+from audtools.engine.tasks import BUCKET, HI, LO, VID, VISITOR, relation
 from audtools.workspace.database import sql_string, transaction
 
 __all__ = [
@@ -156,15 +157,13 @@ def visitor_keys(con: duckdb.DuckDBPyConnection, root: Path, buckets: int, worke
     now = current(con, root, VISITOR_KEYS)
     if now is not None and now.fingerprint == fingerprint and now.buckets == want:
         return now
+    started = time.monotonic()
     version = new_version(root, VISITOR_KEYS, want, fingerprint)
-    con.execute(
-        f"COPY (SELECT {STORED_VID.format('vid')} AS vid, profile_id, "
-        f"CAST(vid % {want} AS INTEGER) AS b FROM visitor_keys) "
-        f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
-    )
+    _write_buckets(con, "SELECT vid, profile_id FROM visitor_keys", "profile_id", want, version)
     with transaction(con):
         switch(con, version)
-    log.info("engine: %d visitor IDs written in %d buckets", rows, want)
+    log.info("engine: %d visitor IDs written in %d buckets in %.1f s", rows, want,
+             time.monotonic() - started)
     return version
 
 
@@ -180,12 +179,8 @@ def move_state_out(
     if not found:
         return
     version = new_version(root, state_name(source), buckets)
-    con.execute(
-        f"COPY (SELECT {STORED_VID.format('vid')} AS vid, sid, "
-        f"CAST(vid % {buckets} AS INTEGER) AS b FROM visitor_state "
-        f"WHERE data_source = {sql_string(source.id)}) "
-        f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
-    )
+    rows = f"SELECT vid, sid FROM visitor_state WHERE data_source = {sql_string(source.id)}"
+    _write_buckets(con, rows, "sid", buckets, version)
     with transaction(con):
         switch(con, version)
         con.execute("DELETE FROM visitor_state WHERE data_source = ?", [source.id])
@@ -205,6 +200,20 @@ def move_state_back(con: duckdb.DuckDBPyConnection, root: Path | None, source: D
     files = sorted(str(p) for p in version.folder.glob("b=*/*.parquet"))
     with transaction(con):
         if files:
-            rows = relation(files, {"vid": "HUGEINT", "sid": "BIGINT"})
-            con.execute(f"INSERT INTO visitor_state SELECT ?, vid, sid FROM {rows}", [source.id])
+            rows = relation(files, {**VISITOR, "sid": "BIGINT"})
+            con.execute(
+                f"INSERT INTO visitor_state SELECT ?, {VID.format('')}, sid FROM {rows}", [source.id]
+            )
         con.execute("DELETE FROM engine_datasets WHERE name = ?", [name])
+
+
+def _write_buckets(
+    con: duckdb.DuckDBPyConnection, rows: str, column: str, buckets: int, version: Version
+) -> None:
+    """Write ``rows`` (``vid`` and ``column``) of the workspace database as ``version``'s
+    buckets: the visitor ID as its two halves, by bucket."""
+    halves = f"SELECT {HI.format('vid')} AS hi, {LO.format('vid')} AS lo, {column} FROM ({rows})"
+    con.execute(
+        f"COPY (SELECT hi, lo, {column}, {BUCKET.format('lo', buckets)} AS b FROM ({halves})) "
+        f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
+    )

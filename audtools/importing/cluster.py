@@ -21,6 +21,7 @@ import contextlib
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -146,6 +147,7 @@ class ClusterState:
         folder = self.work / uuid.uuid4().hex[:8]
         folder.mkdir()
         copies = []
+        started = time.monotonic()
         for index, f in enumerate(batch.files):
             copy = folder / f"part{index}"
             with drop.open(f.name.name) as src, open(copy, "wb") as dst:
@@ -153,6 +155,7 @@ class ClusterState:
             copies.append(copy)
             if progress is not None:
                 progress(f.size)
+        log.info("engine: %d parts staged in %.1f s", len(copies), time.monotonic() - started)
         reader = {
             "id_rule": source.reconciliation,
             "lowercase_ids": source.lowercase_ids,
@@ -248,8 +251,8 @@ def reconcile_on_cluster(
     if outcomes:
         table = arrow(
             con,
-            f"SELECT {VISITOR_ID_TEXT.format('CAST(id AS HUGEINT)')} AS id, outcome "
-            f"FROM {_glob(out / 'outcomes')} ORDER BY id",
+            f"SELECT {VISITOR_ID_TEXT.format(tasks.VID.format(''))} AS id, outcome "
+            f"FROM {_glob(out / 'outcomes')} ORDER BY hi, lo",
         )
     return Reconciled(
         members=sum(c["members"] for c in counts),
