@@ -8,6 +8,7 @@ it: Dask schedules, DuckDB computes, and a worker lost mid-task has its tasks ru
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -79,34 +80,57 @@ class Cluster:
         return results
 
 
+_LOCAL: dict[tuple[int, str | None], Any] = {}
+"""The local clusters this process started, by (workers, worker_memory): kept until it exits,
+so that a notebook's second import does not wait for worker processes to start again."""
+
+
+def _local_cluster(settings: EngineSettings) -> Any:
+    from distributed import LocalCluster
+
+    key = (settings.workers, settings.worker_memory)
+    cluster = _LOCAL.get(key)
+    if cluster is not None and cluster.status.name == "running":
+        return cluster
+    cluster = LocalCluster(
+        n_workers=settings.workers,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        memory_limit=settings.worker_memory or "auto",
+        silence_logs=logging.ERROR,
+    )
+    if not _LOCAL:
+        atexit.register(_close_local)
+    _LOCAL[key] = cluster
+    return cluster
+
+
+def _close_local() -> None:
+    for cluster in _LOCAL.values():
+        with contextlib.suppress(Exception):
+            cluster.close()
+    _LOCAL.clear()
+
+
 @contextlib.contextmanager
 def open_cluster(settings: EngineSettings) -> Iterator[Cluster]:
-    """Connect to the cluster of ``settings`` (starting a local one), yield it, disconnect.
+    """Connect to the cluster of ``settings`` (starting a local one, kept for the process's
+    later imports), yield it, disconnect.
 
     Raises:
         AudtoolsError: (code ``error``) when the scheduler does not answer.
     """
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
     from audtools.errors import AudtoolsError
 
     Path(settings.storage).mkdir(parents=True, exist_ok=True)
     with contextlib.ExitStack() as stack:
         if settings.scheduler == "local":
-            cores = os.cpu_count() or 1
-            local = stack.enter_context(
-                LocalCluster(
-                    n_workers=settings.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    memory_limit=settings.worker_memory or "auto",
-                    silence_logs=logging.ERROR,
-                )
-            )
-            client = stack.enter_context(Client(local))
-            threads: int | None = max(1, cores // settings.workers)
+            client = stack.enter_context(Client(_local_cluster(settings)))
+            threads: int | None = max(1, (os.cpu_count() or 1) // settings.workers)
         else:
             try:
                 client = stack.enter_context(
