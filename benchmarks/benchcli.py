@@ -139,6 +139,50 @@ def step_import_sftp(row: Row, args: argparse.Namespace) -> None:
     row.items = n
 
 
+DASK_WORKERS = 2
+
+
+def step_import_dask(row: Row, args: argparse.Namespace) -> None:
+    """The first visitor-ID import on the Dask engine: a 2-worker ``LocalCluster`` (processes,
+    TCP on 127.0.0.1) started once for the step, as a real cluster is already up; the engine's
+    storage in the workspace. The peak RSS is the ``audtools`` process's (the workers' is not
+    in it); the notes give each phase's median time from the run's log."""
+    import re
+    import statistics
+
+    from distributed import LocalCluster
+
+    n = row.n
+    phases: dict[str, list[float]] = {}
+    pattern = re.compile(r"engine: (?:(\d+) visitor IDs written in \d+ buckets in ([\d.]+) s|"
+                         r"(parsing|applying|reconciling)\S*(?: \S+)?, (\d+) tasks in ([\d.]+) s)")
+
+    def make_ws() -> Path:
+        ws = bs.fresh_workspace(n, "import_dask", ("drop_visitors",))
+        with (ws / "audtools.toml").open("a", encoding="utf-8") as fh:
+            fh.write(f'\n[engine]\nkind = "dask"\nscheduler = "{address}"\n')
+        return ws
+
+    def check(out: dict[str, Any]) -> str | None:
+        ws = bd.size_dir(n) / "work" / "import_dask"
+        for log in ws.glob("runs/*/log"):
+            for m in pattern.finditer(log.read_text(encoding="utf-8")):
+                if m.group(2):
+                    phases.setdefault("bucketing visitor IDs", []).append(float(m.group(2)))
+                else:
+                    phases.setdefault(f"{m.group(3)} ({m.group(4)} tasks)", []).append(float(m.group(5)))
+        return check_import(out, n, "visitors")
+
+    with LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
+                      dashboard_address=None) as cluster:
+        address = cluster.scheduler_address
+        measure_cli(row, args, make_ws=make_ws, cmd_for=lambda ws: import_cmd(ws, False), env=None,
+                    check=check)
+    row.items = n
+    row.notes.append("2-worker LocalCluster; phases (median s): " + ", ".join(
+        f"{name} {statistics.median(times):.1f}" for name, times in phases.items()))
+
+
 def setup_applied(n: int, key: str, name: str) -> Path:
     """A workspace whose import of the segment is done: the first import's, else a new one."""
     applied = applied_workspace(n, key)

@@ -42,6 +42,7 @@ from benchcli import (  # noqa: E402
     step_db_size,
     step_export,
     step_import,
+    step_import_dask,
     step_import_sftp,
     step_profiles_load,
     step_reimport,
@@ -91,6 +92,8 @@ STEPS: list[Step] = [
          IMPORT_TARGET, "import_visitor2"),
     Step("import_visitor_sftp", "first import, visitor IDs, import drop on loopback SFTP (sshd)", 10 * M,
          Target(10 * M, text="≤ 1.5× import_visitor, RSS ≤ its + 256 MiB"), None),
+    Step("import_visitor_dask", "first import, visitor IDs, Dask engine (2-worker LocalCluster)", 10 * M,
+         Target(10 * M, text="beside import_visitor; time per ID flat (growth_dask)"), None),
     Step("reimport_visitor", "re-import from applied state, visitor IDs", 10 * M,
          Target(10 * M, max_s=4, text="≤ 4 s"), "import_visitor", "naive has no state: it reruns everything"),
     Step("reimport_visitor2", f"re-import from applied state, visitor IDs, {SHAPE2}", 10 * M,
@@ -131,6 +134,7 @@ ALIASES = {
     "import": ["import_visitor", "import_visitor2", "import_aes"],
     "shape2": ["import_visitor2", "reimport_visitor2"],
     "profiles": ["profiles_load", "db_size"],
+    "dask": ["import_visitor", "import_visitor_dask"],
 }
 
 
@@ -179,6 +183,8 @@ def run_step(step: Step, n: int, args: argparse.Namespace) -> Row:
             step_db_size(row, args)
         elif step.name == "import_visitor_sftp":
             step_import_sftp(row, args)
+        elif step.name == "import_visitor_dask":
+            step_import_dask(row, args)
         elif step.name in ("export_visitor", "export_aes", "export_aes_warm"):
             step_export(row, args, aes=step.name != "export_visitor",
                         warm=step.name == "export_aes_warm")
@@ -230,14 +236,21 @@ def judge_growth(ok: list[Row]) -> None:
         large.met = "(yes)" if not fails else f"(no: {', '.join(fails)})"
 
 
-def growth_rows(rows: dict[tuple[str, int], Row], sizes: list[int], args: argparse.Namespace) -> list[Row]:
+GROWTH_KINDS = {"growth": ("import_visitor", "growth: first import, visitor IDs, time per ID"),
+                "growth_dask": ("import_visitor_dask",
+                                "growth: first import, visitor IDs, Dask engine, time per ID")}
+
+
+def growth_rows(rows: dict[tuple[str, int], Row], sizes: list[int], args: argparse.Namespace,
+                kind: str = "growth") -> list[Row]:
     out = []
+    step, label = GROWTH_KINDS[kind]
     for n in sizes:
-        base = rows.get(("import_visitor", n))
+        base = rows.get((step, n))
         if base is None:
-            base = run_step(STEP_BY_NAME["import_visitor"], n, argparse.Namespace(**{**vars(args), "no_naive": True}))
-            rows[("import_visitor", n)] = base
-        row = Row("growth", "growth: first import, visitor IDs, time per ID", n, list(base.times),
+            base = run_step(STEP_BY_NAME[step], n, argparse.Namespace(**{**vars(args), "no_naive": True}))
+            rows[(step, n)] = base
+        row = Row(kind, label, n, list(base.times),
                   list(base.cpu), base.items, base.rss, failed=base.failed)
         if row.median:
             row.notes.append(f"{row.median / n * 1e6:.2f} µs per ID")
@@ -260,7 +273,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help=f"every step at N = {QUICK_N:,} (a smoke test)")
     p.add_argument("--sizes", help="comma-separated N for every selected step, e.g. 1000000,3000000")
-    p.add_argument("--steps", help="comma-separated steps: " + ", ".join([s.name for s in STEPS] + ["growth"])
+    p.add_argument("--steps", help="comma-separated steps: " + ", ".join([s.name for s in STEPS] + list(GROWTH_KINDS))
                    + "; aliases " + ", ".join(ALIASES))
     p.add_argument("--repeat", type=int, default=None,
                    help="measured runs per step (default 5; 3 with --quick)")
@@ -289,15 +302,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def plan(args: argparse.Namespace) -> tuple[list[tuple[Step, int]], list[int]]:
+def plan(args: argparse.Namespace) -> tuple[list[tuple[Step, int]], dict[str, list[int]]]:
     names: list[str] = []
-    for item in (args.steps.split(",") if args.steps else [s.name for s in STEPS] + ["growth"]):
+    for item in (args.steps.split(",") if args.steps else [s.name for s in STEPS] + list(GROWTH_KINDS)):
         item = item.strip()
         if not item:
             continue
         expanded = ALIASES.get(item, [item])
         for name in expanded:
-            if name != "growth" and name not in STEP_BY_NAME:
+            if name not in GROWTH_KINDS and name not in STEP_BY_NAME:
                 raise SystemExit(f"unknown step {name!r}; steps: {', '.join(STEP_BY_NAME)}, growth")
             if name not in names:
                 names.append(name)
@@ -308,7 +321,7 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[Step, int]], list[int]]:
         sizes = sorted({int(float(s)) for s in args.sizes.split(",") if s.strip()})
     todo: list[tuple[Step, int]] = []
     for name in names:
-        if name == "growth":
+        if name in GROWTH_KINDS:
             continue
         step = STEP_BY_NAME[name]
         for n in sizes or [step.default_n]:
@@ -316,7 +329,7 @@ def plan(args: argparse.Namespace) -> tuple[list[tuple[Step, int]], list[int]]:
     growth_sizes = sizes or GROWTH_SIZES
     if args.growth_sizes:
         growth_sizes = sorted({int(float(s)) for s in args.growth_sizes.split(",") if s.strip()})
-    growth = growth_sizes if "growth" in names else []
+    growth = {kind: growth_sizes for kind in GROWTH_KINDS if kind in names}
     todo.sort(key=lambda sn: (sn[1], STEPS.index(sn[0])))
     return todo, growth
 
@@ -337,22 +350,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.plan:
         for step, n in todo:
             print(f"{step.name:18s} N = {n:>12,}")
-        if growth:
-            print(f"{'growth':18s} N = {', '.join(f'{n:,}' for n in growth)} (first import, visitor IDs)")
+        for kind, sizes in growth.items():
+            print(f"{kind:18s} N = {', '.join(f'{n:,}' for n in sizes)} ({GROWTH_KINDS[kind][1]})")
         return 0
     started = dt.datetime.now(dt.UTC)
     load = os.getloadavg()
     pressure = cpu_pressure()
     t0 = time.perf_counter()
     if args.regenerate:  # everything of these sizes is generated again when a step needs it
-        for n in sorted({n for _, n in todo} | set(growth)):
+        for n in sorted({n for _, n in todo} | {n for sizes in growth.values() for n in sizes}):
             for marker in bd.size_dir(n).glob(".done-*"):
                 marker.unlink()
     rows: dict[tuple[str, int], Row] = {}
     for step, n in todo:
         rows[(step.name, n)] = run_step(step, n, args)
-    growth_part = growth_rows(rows, growth, args) if growth else []
-    for n in {n for _, n in todo} | set(growth):
+    growth_part = [r for kind, sizes in growth.items() for r in growth_rows(rows, sizes, args, kind)]
+    for n in {n for _, n in todo} | {n for sizes in growth.values() for n in sizes}:
         bs.remove_work(n)
     ordered = [rows[(s.name, n)] for s, n in sorted(todo, key=lambda sn: (STEPS.index(sn[0]), sn[1]))]
     ordered += growth_part
