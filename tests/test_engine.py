@@ -328,3 +328,33 @@ def test_a_client_killed_mid_import_applies_nothing_and_the_next_run_succeeds(
             "SELECT count(*) FROM engine_datasets WHERE name LIKE 'state/%'").fetchall()[0][0] == 0
     result = import_audience(root, "L", 100, "defaultDataSource", progress=False, keep_members=False)
     assert (_result(result.to_json()), _audiences(root)) == expected
+
+
+def test_the_import_job_notebook_runs_unchanged_on_the_cluster(
+    sample_template: Path, tmp_path: Path, scheduler: str
+) -> None:
+    """``audtools run import_audience``: papermill's kernel, a process of its own, imports on the
+    cluster; its result and report are those of the embedded engine."""
+    from audtools.jobs.runner import run_job
+
+    item = samples_json(sample_template)["imports"][0]
+    params = {"label": item["label"], "shared_audience": item["shared_audience"],
+              "data_source": item["data_source"]}
+    results = []
+    for name in ("embedded", "dask"):
+        root = tmp_path / name
+        shutil.copytree(sample_template, root)
+        if name == "dask":
+            _on_cluster(root, scheduler)
+        results.append(run_job(root, "import_audience", params))
+    embedded, dask = results
+    for doc in results:  # paths named by the run ID
+        doc.pop("report")
+        doc["job"].pop("executed")
+    assert _result(dask) == _result(embedded)
+    with duckdb.connect(str(tmp_path / "dask" / "campaign.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM engine_datasets WHERE name LIKE 'state/%'"
+                           ).fetchall()[0][0] == 1
+    assert (tmp_path / "dask" / "runs" / dask["run_id"] / "report.html").is_file()
+    log = (tmp_path / "dask" / "runs" / dask["run_id"] / "log").read_text(encoding="utf-8")
+    assert "engine: reconciling" in log
