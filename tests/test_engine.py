@@ -99,12 +99,19 @@ def test_the_sample_workspace_imports_the_same_on_the_cluster(
             assert key == "type" or got[key] == value, (item["label"], key)
     assert _audiences(dask) == _audiences(embedded)
     assert _rejects(dask) == _rejects(embedded) != []
-    # The visitor-ID state is in the engine's buckets, not in the database.
+    # Unencrypted sources keep their state in the engine's buckets; encrypted ones in the database.
+    sources = load_config(dask).data_sources.values()
+    plain = {s.id for s in sources if not s.encrypted}
+    imported = {i["data_source"] for i in samples_json(dask)["imports"]}
+    expected = {f"state/{i}" for i in imported & plain} | {"visitor_keys"} | {
+        f"derived/{s.id}" for s in sources if s.id in imported & plain
+        and s.reconciliation == "declared_id"}
     with duckdb.connect(str(dask / "campaign.duckdb"), read_only=True) as con:
-        names = [n for (n,) in con.execute("SELECT name FROM engine_datasets ORDER BY 1").fetchall()]
-        rows = con.execute("SELECT count(*) FROM visitor_state").fetchall()[0][0]
-    assert names == ["state/samplesAppVisitorId", "state/samplesVisitorId", "visitor_keys"]
-    assert rows == 0
+        names = {n for (n,) in con.execute("SELECT name FROM engine_datasets").fetchall()}
+        kept = {n for (n,) in con.execute(
+            "SELECT DISTINCT data_source FROM shown.segment_state").fetchall()}
+    assert names == expected
+    assert kept == imported - plain != set()
 
 
 def test_a_history_of_iter_batches_and_a_profiles_load_agree_on_the_cluster(
@@ -184,15 +191,20 @@ def test_engine_settings_are_checked(tmp_path: Path) -> None:
 _SIDS = (100, 200)
 
 
+_CRM = ("A1", "a1", "B2", "b2 ", "C3", "D4")
+
+
 def _small_workspace(root: Path, links: list[tuple[int, int]], batches: list[tuple[str, list[str]]],
-                     scheduler: str | None) -> None:
-    """Profiles ``P<i>`` with visitor IDs ``vid(n)`` from ``links``, and ``batches`` (mode,
-    rows) in the import drop of the default visitor-ID data source."""
+                     scheduler: str | None, dpid: int = 14016) -> None:
+    """Profiles ``P<i>`` with visitor IDs ``vid(n)`` from ``links`` and a CRM ID from
+    :data:`_CRM`, and ``batches`` (mode, rows) in the import drop of the data source ``dpid``
+    (the default visitor-ID one, or 14017, ``crmDeclaredId``)."""
     init_workspace(root)
     if scheduler:
         _on_cluster(root, scheduler, buckets=3)
     profiles = sorted({p for p, _ in links})
-    (root / "profiles.csv").write_text("profile_id\n" + "".join(f"P{p}\n" for p in profiles))
+    (root / "profiles.csv").write_text(
+        "profile_id,crm_id\n" + "".join(f"P{p},{_CRM[p % len(_CRM)]}\n" for p in profiles))
     (root / "visitors.csv").write_text(
         "profile_id,visitor_id\n" + "".join(f"P{p},{n:038d}\n" for p, n in links)
     )
@@ -202,7 +214,7 @@ def _small_workspace(root: Path, links: list[tuple[int, int]], batches: list[tup
                 for s in _SIDS]
     (drop / "catalog.json").write_text(json.dumps({"segments": segments}))
     for index, (mode, rows) in enumerate(batches):
-        path = drop / f"ftp_46390_14016_{mode}_{1_700_000_000_000 + index * 1000}.sync"
+        path = drop / f"ftp_46390_{dpid}_{mode}_{1_700_000_000_000 + index * 1000}.sync"
         path.write_text("".join(r + "\n" for r in rows))
         settled(path)
 
@@ -216,7 +228,15 @@ _row = st.tuples(
       + ",".join(map(str, sorted(t[1]))) + "\t" + ",".join(map(str, sorted(t[2]))))
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+_crm_row = st.tuples(
+    st.sampled_from((*_CRM, "E5", " a1", "x:y")),
+    st.sets(st.sampled_from(_SIDS)),
+    st.sets(st.sampled_from(_SIDS)),
+).map(lambda t: t[0] + "\t" + ",".join(map(str, sorted(t[1]))) + "\t"
+      + ",".join(map(str, sorted(t[2]))))
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     links=st.lists(st.tuples(st.integers(0, 5), st.integers(0, 12)), min_size=1, max_size=12,
                    unique=True),
@@ -227,13 +247,35 @@ def test_random_workspaces_agree_on_both_engines(
     tmp_path_factory: pytest.TempPathFactory, scheduler: str,
     links: list[tuple[int, int]], batches: list[tuple[str, list[str]]],
 ) -> None:
+    _compare_engines(tmp_path_factory, scheduler, links, batches, 14016, "defaultDataSource")
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    links=st.lists(st.tuples(st.integers(0, 7), st.integers(0, 3)), min_size=1, max_size=8,
+                   unique=True),
+    batches=st.lists(st.tuples(st.sampled_from(["full", "iter"]), st.lists(_crm_row, max_size=10)),
+                     min_size=1, max_size=3),
+)
+def test_random_declared_id_workspaces_agree_on_both_engines(
+    tmp_path_factory: pytest.TempPathFactory, scheduler: str,
+    links: list[tuple[int, int]], batches: list[tuple[str, list[str]]],
+) -> None:
+    """Plain declared IDs (``crmDeclaredId``): keys trimmed, case kept, invalid IDs rejected."""
+    _compare_engines(tmp_path_factory, scheduler, links, batches, 14017, "crmDeclaredId")
+
+
+def _compare_engines(
+    tmp_path_factory: pytest.TempPathFactory, scheduler: str, links: list[tuple[int, int]],
+    batches: list[tuple[str, list[str]]], dpid: int, source: str,
+) -> None:
     results = []
     for engine in (None, scheduler):
         root = tmp_path_factory.mktemp("random") / "ws"
-        _small_workspace(root, links, batches, engine)
+        _small_workspace(root, links, batches, engine, dpid)
         runs = []
         for sid in _SIDS:
-            r = import_audience(root, f"L{sid}", sid, "defaultDataSource", progress=False)
+            r = import_audience(root, f"L{sid}", sid, source, progress=False)
             runs.append((_result(r.to_json()), r.outcomes.to_pylist() if r.outcomes else None))
         results.append((runs, _audiences(root)))
     assert results[1] == results[0]

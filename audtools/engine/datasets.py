@@ -2,8 +2,9 @@
 
 Layout under ``[engine] storage``, in a folder of its own per workspace (``meta.engine_id``)::
 
-    ID/visitor_keys/VERSION/b=B/*.parquet   the profiles' visitor IDs (vid, profile_id), by bucket
-    ID/state/SOURCE/VERSION/b=B/*.parquet   a data source's segment state (vid, sid), by bucket
+    ID/visitor_keys/VERSION/b=B/*.parquet   the profiles' visitor IDs (ID, profile_id), by bucket
+    ID/derived/SOURCE/VERSION/b=B/*.parquet a declared-ID source's keys (ID, profile_id)
+    ID/state/SOURCE/VERSION/b=B/*.parquet   a data source's segment state (ID, sid), by bucket
     ID/work/TOKEN/...                       one import's staged parts and task outputs
 
 A dataset's current version is its row in ``engine_datasets``. A change writes a new version's
@@ -27,7 +28,8 @@ from pathlib import Path
 import duckdb
 
 from audtools.config import DataSource
-from audtools.engine.tasks import BUCKET, HI, LO, VID, VISITOR, relation
+from audtools.engine.ids import IdKind, Ids
+from audtools.engine.tasks import relation
 from audtools.workspace.database import sql_string, transaction
 
 __all__ = [
@@ -35,14 +37,14 @@ __all__ = [
     "Version",
     "collect",
     "current",
-    "keys_fingerprint",
+    "id_kind",
+    "keys",
     "move_state_back",
     "move_state_out",
     "new_version",
     "state_name",
     "storage_root",
     "switch",
-    "visitor_keys",
 ]
 
 log = logging.getLogger("audtools")
@@ -78,17 +80,28 @@ def storage_root(con: duckdb.DuckDBPyConnection, storage: Path) -> Path:
     return Path(storage) / ident
 
 
+def id_kind(source: DataSource) -> IdKind:
+    """The kind of ID ``source``'s state and keys hold."""
+    return "visitor" if source.reconciliation == "visitor_id" else "text"
+
+
 def state_name(source: DataSource) -> str:
-    """The dataset name of ``source``'s segment state."""
+    """The dataset name of ``source``'s segment state (its fingerprint: its kind of ID)."""
     return f"state/{source.id}"
+
+
+def keys_name(source: DataSource) -> str:
+    """The dataset name of the profiles' keys ``source`` reconciles with."""
+    return VISITOR_KEYS if source.reconciliation == "visitor_id" else f"derived/{source.id}"
 
 
 def _folder(root: Path, name: str, version: str) -> Path:
     if name == VISITOR_KEYS:
         return root / VISITOR_KEYS / version
     # Data source IDs are free text: their folder is a digest of it.
-    digest = hashlib.sha1(name.encode(), usedforsecurity=False).hexdigest()[:16]
-    return root / "state" / digest / version
+    kind, _, rest = name.partition("/")
+    digest = hashlib.sha1(rest.encode(), usedforsecurity=False).hexdigest()[:16]
+    return root / kind / digest / version
 
 
 def current(con: duckdb.DuckDBPyConnection, root: Path, name: str) -> Version | None:
@@ -126,94 +139,111 @@ def collect(con: duckdb.DuckDBPyConnection, root: Path) -> None:
         for name, version in con.execute("SELECT name, version FROM engine_datasets").fetchall()
     }
     shutil.rmtree(root / "work", ignore_errors=True)
-    versions = list((root / VISITOR_KEYS).glob("*")) + list((root / "state").glob("*/*"))
+    versions = [*(root / VISITOR_KEYS).glob("*"), *(root / "state").glob("*/*"),
+                *(root / "derived").glob("*/*")]
     for folder in versions:
         if folder not in keep:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def keys_fingerprint(con: duckdb.DuckDBPyConnection) -> tuple[int, str]:
-    """How many visitor IDs the profiles have, and a digest of them all (one scan)."""
-    rows, xor, total = con.execute(
-        "SELECT count(*), coalesce(bit_xor(hash(vid, profile_id)), 0), "
-        "coalesce(sum(hash(vid, profile_id) % 1000003), 0) FROM visitor_keys"
+def _keys_rows(source: DataSource) -> str:
+    """SQL of the profiles' keys of ``source``: ``v`` (as the database keeps it), ``profile_id``."""
+    if source.reconciliation == "visitor_id":
+        return "SELECT vid AS v, profile_id FROM visitor_keys"
+    return (
+        "SELECT declared_id AS v, profile_id FROM derived_ids "
+        f"WHERE data_source = {sql_string(source.id)} AND declared_id IS NOT NULL"
+    )
+
+
+def _fingerprint(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[int, str]:
+    """How many keys there are, and a digest of them all (one scan)."""
+    count, xor, total = con.execute(
+        "SELECT count(*), coalesce(bit_xor(hash(v, profile_id)), 0), "
+        f"coalesce(sum(hash(v, profile_id) % 1000003), 0) FROM ({rows})"
     ).fetchall()[0]
-    return int(rows), f"{rows}:{xor}:{total}"
+    return int(count), f"{count}:{xor}:{total}"
 
 
-def visitor_keys(con: duckdb.DuckDBPyConnection, root: Path, buckets: int, workers: int) -> Version:
-    """The current buckets of the profiles' visitor IDs: written again when they changed.
+def keys(
+    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int, workers: int
+) -> Version:
+    """The current buckets of the profiles' keys ``source`` reconciles with (visitor IDs, or
+    its declared IDs from the derived-ID cache): written again when they changed.
 
     Args:
         con: the workspace database (outside a transaction: the switch commits on its own,
             as a cache does).
         root: this workspace's storage folder.
+        source: the data source.
         buckets: ``[engine] buckets`` (0: one per :data:`ROWS_PER_BUCKET`, at least one per
             task slot).
         workers: the cluster's task slots.
     """
-    rows, fingerprint = keys_fingerprint(con)
-    want = buckets or max(workers, math.ceil(rows / ROWS_PER_BUCKET))
-    now = current(con, root, VISITOR_KEYS)
+    rows = _keys_rows(source)
+    count, fingerprint = _fingerprint(con, rows)
+    want = buckets or max(workers, math.ceil(count / ROWS_PER_BUCKET))
+    name = keys_name(source)
+    now = current(con, root, name)
     if now is not None and now.fingerprint == fingerprint and now.buckets == want:
         return now
     started = time.monotonic()
-    version = new_version(root, VISITOR_KEYS, want, fingerprint)
-    _write_buckets(con, "SELECT vid, profile_id FROM visitor_keys", "profile_id", want, version)
+    version = new_version(root, name, want, fingerprint)
+    _write_buckets(con, rows, "profile_id", want, version, Ids(id_kind(source)))
     with transaction(con):
         switch(con, version)
-    log.info("engine: %d visitor IDs written in %d buckets in %.1f s", rows, want,
+    log.info("engine: %d keys written in %d buckets in %.1f s", count, want,
              time.monotonic() - started)
     return version
 
 
 def move_state_out(
-    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int
+    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int,
+    table: str, column: str,
 ) -> None:
-    """Move ``source``'s segment state from the workspace database to the engine's storage
-    (a workspace that imported on the embedded engine before), in one transaction."""
+    """Move ``source``'s segment state from the workspace database (``table``, IDs in
+    ``column``) to the engine's storage (a workspace that imported on the embedded engine
+    before), in one transaction."""
     found = con.execute(
-        "SELECT count(*) FROM (SELECT 1 FROM visitor_state WHERE data_source = ? LIMIT 1)",
+        f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE data_source = ? LIMIT 1)",
         [source.id],
     ).fetchall()[0][0]
     if not found:
         return
-    version = new_version(root, state_name(source), buckets)
-    rows = f"SELECT vid, sid FROM visitor_state WHERE data_source = {sql_string(source.id)}"
-    _write_buckets(con, rows, "sid", buckets, version)
+    kind = id_kind(source)
+    version = new_version(root, state_name(source), buckets, kind)
+    rows = f"SELECT {column} AS v, sid FROM {table} WHERE data_source = {sql_string(source.id)}"
+    _write_buckets(con, rows, "sid", buckets, version, Ids(kind))
     with transaction(con):
         switch(con, version)
-        con.execute("DELETE FROM visitor_state WHERE data_source = ?", [source.id])
+        con.execute(f"DELETE FROM {table} WHERE data_source = ?", [source.id])
 
 
-def move_state_back(con: duckdb.DuckDBPyConnection, root: Path | None, source: DataSource) -> None:
+def move_state_back(con: duckdb.DuckDBPyConnection, root: Path, source: DataSource) -> None:
     """Move ``source``'s segment state from the engine's storage back to the workspace database
-    (the workspace's ``[engine]`` was removed), in one transaction."""
-    name = state_name(source)
-    row = con.execute("SELECT version FROM engine_datasets WHERE name = ?", [name]).fetchone()
-    if row is None:
+    (the workspace's ``[engine]`` was removed, or the source's kind of ID changed), into the
+    table of the kind of ID it holds, in one transaction."""
+    version = current(con, root, state_name(source))
+    if version is None:
         return
-    if root is None:
-        raise RuntimeError("the engine's storage is needed to move a segment state back")
-    version = current(con, root, name)
-    assert version is not None
+    ids = Ids("text" if version.fingerprint == "text" else "visitor")
+    table = "declared_state" if ids.kind == "text" else "visitor_state"
     files = sorted(str(p) for p in version.folder.glob("b=*/*.parquet"))
     with transaction(con):
         if files:
-            rows = relation(files, {**VISITOR, "sid": "BIGINT"})
-            con.execute(
-                f"INSERT INTO visitor_state SELECT ?, {VID.format('')}, sid FROM {rows}", [source.id]
-            )
-        con.execute("DELETE FROM engine_datasets WHERE name = ?", [name])
+            rows = relation(files, {**ids.columns, "sid": "BIGINT"})
+            con.execute(f"INSERT INTO {table} SELECT ?, {ids.value()}, sid FROM {rows}", [source.id])
+        con.execute("DELETE FROM engine_datasets WHERE name = ?", [version.name])
 
 
 def _write_buckets(
-    con: duckdb.DuckDBPyConnection, rows: str, column: str, buckets: int, version: Version
+    con: duckdb.DuckDBPyConnection, rows: str, column: str, buckets: int, version: Version,
+    ids: Ids,
 ) -> None:
-    """Write ``rows`` (``vid`` and ``column``) of the workspace database as ``version``'s
-    buckets: the visitor ID as its two halves, by bucket."""
-    halves = f"SELECT {HI.format('vid')} AS hi, {LO.format('vid')} AS lo, {column} FROM ({rows})"
+    """Write ``rows`` (``v``, an ID as the database keeps it, and ``column``) of the workspace
+    database as ``version``'s buckets."""
+    stored = f"SELECT {ids.stored('v')}, {column} FROM ({rows})"
     con.execute(
-        f"COPY (SELECT hi, lo, {column}, {BUCKET.format('lo', buckets)} AS b FROM ({halves})) "
+        f"COPY (SELECT {ids.names()}, {column}, {ids.bucket(buckets)} AS b FROM ({stored})) "
         f"TO {sql_string(str(version.folder))} (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)"
     )

@@ -6,15 +6,8 @@ small results (counts, the first rejects). None opens the workspace's database. 
 twice (a worker lost mid-task is replaced and the task run again), so each writes its files
 under a temporary name and renames them into place: a second run gives the same files.
 
-Visitor IDs in storage: Parquet has no 128-bit integer (DuckDB would write a HUGEINT as a DOUBLE,
-losing digits), so a visitor ID is two columns, its high and low 64 bits: ``hi`` (BIGINT) and
-``lo`` (UBIGINT) (:data:`HI`, :data:`LO`; :data:`VID` puts them back together). Tasks join and
-compare the pairs as they are, which is as fast as one 64-bit key; a ``DECIMAL(38, 0)`` column,
-the other exact choice, made the join eight times slower, and HUGEINT's ``%`` costs 1 µs per ID.
-
-Buckets: a visitor ID belongs to bucket ``lo % buckets`` (:data:`BUCKET`), the same arithmetic in
-every process and every DuckDB version (no hash function's version in it). A bucket's files are
-``FOLDER/b=B/*.parquet``; a bucket with no rows may have no folder.
+IDs are stored and bucketed as :mod:`audtools.engine.ids` says (``kind``: ``visitor`` or
+``text``). A bucket's files are ``FOLDER/b=B/*.parquet``; a bucket with no rows may have no folder.
 """
 
 from __future__ import annotations
@@ -28,31 +21,11 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
+from audtools.engine.ids import IdKind, Ids
 from audtools.errors import InputError
 from audtools.formats.outbound_rows import REJECTS_SCHEMA, Limits, OutboundReader
 
-__all__ = [
-    "BUCKET",
-    "HI",
-    "LO",
-    "VID",
-    "bucket_files",
-    "parse_part",
-    "reconcile_bucket",
-    "relation",
-    "state_bucket",
-]
-
-HI = "CAST(({}) >> 64 AS BIGINT)"
-"""SQL of a visitor ID's high 64 bits (format with a HUGEINT expression)."""
-LO = "CAST(({}) & 18446744073709551615::HUGEINT AS UBIGINT)"
-"""SQL of a visitor ID's low 64 bits (format with a HUGEINT expression)."""
-VID = "((CAST({0}hi AS HUGEINT) << 64) + CAST({0}lo AS HUGEINT))"
-"""SQL of the visitor ID whose halves are the columns ``hi`` and ``lo`` (format with a table
-alias and a dot, or with "")."""
-BUCKET = "CAST(({}) % {} AS INTEGER)"
-"""SQL of the bucket of a visitor ID (format with its ``lo`` and the number of buckets)."""
-VISITOR = {"hi": "BIGINT", "lo": "UBIGINT"}
+__all__ = ["bucket_files", "parse_part", "reconcile_bucket", "relation", "state_bucket"]
 
 # A task's DuckDB takes at most this share of its worker's memory limit, and spills the rest
 # to the worker's local folder: Dask's own bookkeeping and Arrow buffers need the remainder.
@@ -110,9 +83,10 @@ def parse_part(
     buckets: int,
     out: str,
     keep_rejects: int,
+    kind: IdKind,
     threads: int | None = None,
 ) -> dict[str, Any]:
-    """Parse one staged batch part into ``out``: ``(hi, lo, sid, op)`` rows by bucket of ID.
+    """Parse one staged batch part into ``out``: (the ID's columns, ``sid``, ``op``) by bucket.
 
     Args:
         path: the staged copy of the part.
@@ -123,6 +97,7 @@ def parse_part(
         buckets: the number of buckets.
         out: the folder to write (replaced if a earlier run left it).
         keep_rejects: list at most this many rejects.
+        kind: the kind of ID (:mod:`audtools.engine.ids`).
         threads: DuckDB's threads (None: its default).
 
     Returns:
@@ -142,10 +117,10 @@ def parse_part(
     rejects: list[pa.Table] = []
     # Chunk by chunk (32 MiB of text each), appended to the bucket folders: a part of any
     # size is parsed in the memory of one chunk.
-    halves = f"SELECT {HI.format('v')} AS hi, {LO.format('v')} AS lo, sid, op FROM " \
-        "(SELECT CAST(id AS HUGEINT) AS v, sid, op FROM _pairs)"
+    ids = Ids(kind)
+    stored = f"SELECT {ids.from_text('id')}, sid, op FROM _pairs"
     copy = (
-        f"COPY (SELECT hi, lo, sid, op, {BUCKET.format('lo', int(buckets))} AS b FROM ({halves})) "
+        f"COPY (SELECT {ids.names()}, sid, op, {ids.bucket(buckets)} AS b FROM ({stored})) "
         "TO ? (FORMAT parquet, PARTITION_BY (b), APPEND)"
     )
     try:
@@ -176,9 +151,10 @@ def state_bucket(
     old: list[str],
     staged: list[str],
     out: str,
+    kind: IdKind,
     threads: int | None = None,
 ) -> int:
-    """Write bucket ``bucket`` of a data source's new segment state: ``(hi, lo, sid)``, once each.
+    """Write bucket ``bucket`` of a data source's new segment state: (ID, ``sid``), once each.
 
     A ``full`` batch's state is its ``SEGMENTS`` pairs; an ``iter`` batch's is the old state
     without its ``REMOVED`` pairs, with its ``SEGMENTS`` pairs (SPEC §4.3).
@@ -189,24 +165,26 @@ def state_bucket(
         mode: ``full`` or ``iter``.
         old: the old state's files that may hold the bucket's IDs (rows of other buckets, from
             a state of another bucket count, are left out here).
-        staged: the bucket's files of every part of the batch (``hi, lo, sid, op``).
+        staged: the bucket's files of every part of the batch (ID, ``sid``, ``op``).
         out: the dataset folder of the new state.
+        kind: the kind of ID.
         threads: DuckDB's threads (None: its default).
 
     Returns:
         The rows written.
     """
     con = _duckdb(threads)
-    pairs = relation(staged, {**VISITOR, "sid": "BIGINT", "op": "TINYINT"})
-    adds = f"SELECT hi, lo, sid FROM {pairs} WHERE op = 1"
+    ids = Ids(kind)
+    cols = ids.names()
+    pairs = relation(staged, {**ids.columns, "sid": "BIGINT", "op": "TINYINT"})
     if mode == "full":
-        query = f"SELECT DISTINCT hi, lo, sid FROM {pairs} WHERE op = 1"
+        query = f"SELECT DISTINCT {cols}, sid FROM {pairs} WHERE op = 1"
     else:
-        before = relation(old, {**VISITOR, "sid": "BIGINT"})
+        before = relation(old, {**ids.columns, "sid": "BIGINT"})
         query = (
-            f"(SELECT hi, lo, sid FROM {before} "
-            f"WHERE {BUCKET.format('lo', int(buckets))} = {int(bucket)} "
-            f"EXCEPT SELECT hi, lo, sid FROM {pairs} WHERE op = 0) UNION ({adds})"
+            f"(SELECT {cols}, sid FROM {before} WHERE {ids.bucket(buckets)} = {int(bucket)} "
+            f"EXCEPT SELECT {cols}, sid FROM {pairs} WHERE op = 0) "
+            f"UNION (SELECT {cols}, sid FROM {pairs} WHERE op = 1)"
         )
     folder = os.path.join(out, f"b={int(bucket)}")
     os.makedirs(folder, exist_ok=True)
@@ -227,38 +205,42 @@ def reconcile_bucket(
     sid: int,
     out: str,
     outcomes: bool,
+    kind: IdKind,
     threads: int | None = None,
 ) -> dict[str, int]:
-    """Reconcile the members of segment ``sid`` in one bucket with the profiles' visitor IDs.
+    """Reconcile the members of segment ``sid`` in one bucket with the profiles' keys (their
+    visitor IDs, or their declared IDs), members and keys being both of ``kind``.
 
     Writes ``out/profiles/b=B/data.parquet`` (the distinct profiles the bucket's members
-    matched) and, with ``outcomes``, ``out/outcomes/b=B/data.parquet`` (``hi``, ``lo``,
+    matched) and, with ``outcomes``, ``out/outcomes/b=B/data.parquet`` (the ID's columns,
     ``outcome``: ``matched`` or ``no_profile``).
 
     Returns:
         ``members`` and ``matched`` (members of the bucket reconciled with a profile).
     """
     con = _duckdb(threads)
-    members = relation(state, {**VISITOR, "sid": "BIGINT"})
-    profiles = relation(keys, {**VISITOR, "profile_id": "VARCHAR"})
+    ids = Ids(kind)
+    cols = ids.names()
+    members = relation(state, {**ids.columns, "sid": "BIGINT"})
+    profiles = relation(keys, {**ids.columns, "profile_id": "VARCHAR"})
     # A segment's members are its state's pairs: each ID once.
     con.execute(
-        f"CREATE TABLE m AS SELECT hi, lo FROM {members} "
-        f"WHERE sid = {int(sid)} AND {BUCKET.format('lo', int(buckets))} = {int(bucket)}"
+        f"CREATE TABLE m AS SELECT {cols} FROM {members} "
+        f"WHERE sid = {int(sid)} AND {ids.bucket(buckets)} = {int(bucket)}"
     )
     con.execute(
-        f"CREATE TABLE l AS SELECT m.hi, m.lo, p.profile_id FROM m JOIN {profiles} p "
-        "ON p.hi = m.hi AND p.lo = m.lo"
+        f"CREATE TABLE l AS SELECT {ids.names('m')}, p.profile_id FROM m JOIN {profiles} p "
+        f"ON {ids.equal('p', 'm')}"
     )
-    con.execute("CREATE TABLE found AS SELECT DISTINCT hi, lo FROM l")
+    con.execute(f"CREATE TABLE found AS SELECT DISTINCT {cols} FROM l")
     total = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
     matched = con.execute("SELECT count(*) FROM found").fetchall()[0][0]
     _write(con, "SELECT DISTINCT profile_id FROM l", out, "profiles", bucket)
     if outcomes:
         _write(
             con,
-            "SELECT m.hi, m.lo, CASE WHEN f.hi IS NULL THEN 'no_profile' ELSE 'matched' END "
-            "AS outcome FROM m LEFT JOIN found f ON f.hi = m.hi AND f.lo = m.lo",
+            f"SELECT {ids.names('m')}, CASE WHEN {ids.is_null('f')} THEN 'no_profile' "
+            f"ELSE 'matched' END AS outcome FROM m LEFT JOIN found f ON {ids.equal('f', 'm')}",
             out, "outcomes", bucket,
         )
     con.close()

@@ -11,7 +11,8 @@ bucket by bucket (:mod:`audtools.engine`):
   visitor IDs, one task per bucket; the audience's distinct profiles and the counts come back to
   the workspace database, where the audience is stored as on the embedded engine.
 
-What the cluster runs today: data sources that reconcile unencrypted visitor IDs. Others keep
+What the cluster runs today: data sources whose IDs are not encrypted (visitor IDs, and declared
+IDs, plain or hashed, joined with the derived-ID cache's keys in buckets). Encrypted ones keep
 running on the embedded engine (the log says so); so do exports.
 """
 
@@ -33,11 +34,12 @@ from audtools.config import DataSource, WorkspaceConfig
 from audtools.drops import Drop
 from audtools.engine import datasets, tasks
 from audtools.engine.cluster import Cluster, open_cluster
+from audtools.engine.ids import Ids
 from audtools.importing.batches import Batch
 from audtools.importing.reconcile import AUDIENCE, Reconciled
 from audtools.importing.rejects import Rejects
-from audtools.importing.state import Staged, disagreement
-from audtools.workspace.database import VISITOR_ID_TEXT, arrow, sql_string
+from audtools.importing.state import Staged, disagreement, settle_state_kind, state_table
+from audtools.workspace.database import VISITOR_ID_TEXT, arrow, sql_string, transaction
 
 __all__ = ["ClusterState", "ImportEngine", "import_engine", "on_cluster", "reconcile_on_cluster"]
 
@@ -48,11 +50,7 @@ _COPY_BYTES = 8 * 2**20
 
 def on_cluster(config: WorkspaceConfig, source: DataSource) -> bool:
     """Whether an import of ``source`` runs its heavy steps on the cluster."""
-    return (
-        config.engine.on_cluster
-        and source.reconciliation == "visitor_id"
-        and not source.encrypted
-    )
+    return config.engine.on_cluster and not source.encrypted
 
 
 @dataclass
@@ -73,8 +71,8 @@ def import_engine(
     """The cluster for an import of ``source``, or None when it runs on the embedded engine.
 
     On the cluster, before the import's transaction: versions left by an earlier run are
-    collected (and again after it), the profiles' visitor IDs are bucketed if they changed, and a state the embedded
-    engine kept is moved to storage. On the embedded engine, a state kept in storage (the
+    collected (and again after it), the profiles' keys (visitor IDs, or the source's declared
+    IDs) are bucketed if they changed, and a state the embedded engine kept is moved to storage. On the embedded engine, a state kept in storage (the
     workspace's ``[engine]`` was removed) is moved back to the database.
     """
     storage = config.engine.storage
@@ -88,14 +86,21 @@ def import_engine(
         return
     root = datasets.storage_root(con, storage)
     datasets.collect(con, root)
+    kind = datasets.id_kind(source)
+    state = datasets.current(con, root, datasets.state_name(source))
+    if state is not None and (state.fingerprint or "visitor") != kind:
+        # The source's kind of ID changed: its state goes back, is settled, and comes out.
+        datasets.move_state_back(con, root, source)
+        with transaction(con):
+            settle_state_kind(con, source)
     with open_cluster(config.engine) as cluster:
-        keys = datasets.visitor_keys(con, root, config.engine.buckets, cluster.workers)
-        datasets.move_state_out(con, root, source, keys.buckets)
+        keys = datasets.keys(con, root, source, config.engine.buckets, cluster.workers)
+        datasets.move_state_out(con, root, source, keys.buckets, *state_table(source))
         work = root / "work" / uuid.uuid4().hex[:12]
         work.mkdir(parents=True)
-        state = ClusterState(cluster, con, root, work, source, keys.buckets)
+        store = ClusterState(cluster, con, root, work, source, keys.buckets)
         try:
-            yield ImportEngine(cluster, root, work, keys, state)
+            yield ImportEngine(cluster, root, work, keys, store)
         finally:
             # The import committed or rolled back: versions no longer current are garbage.
             with contextlib.suppress(duckdb.Error):
@@ -130,6 +135,7 @@ class ClusterState:
         self.root = root
         self.work = work
         self.buckets = buckets
+        self.kind = datasets.id_kind(source)
         self.version = datasets.current(con, root, datasets.state_name(source))
         self._staged: list[str] = []
 
@@ -168,7 +174,8 @@ class ClusterState:
             },
         }
         calls = [
-            (str(copy), f.name.name, reader, self.buckets, f"{copy}.buckets", rejects.remaining)
+            (str(copy), f.name.name, reader, self.buckets, f"{copy}.buckets", rejects.remaining,
+             self.kind)
             for copy, f in zip(copies, batch.files, strict=True)
         ]
         results = self.cluster.map(tasks.parse_part, calls, what=f"parsing {batch.root}")
@@ -191,7 +198,7 @@ class ClusterState:
     def apply(self, con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSource) -> None:
         """Write the state's new version, one task per bucket; switch to it in the caller's
         transaction."""
-        new = datasets.new_version(self.root, datasets.state_name(source), self.buckets)
+        new = datasets.new_version(self.root, datasets.state_name(source), self.buckets, self.kind)
         old_folder = None if self.version is None else str(self.version.folder)
         same_buckets = self.version is not None and self.version.buckets == self.buckets
         calls = []
@@ -203,7 +210,7 @@ class ClusterState:
             else:  # another bucket count: every file may hold the bucket's IDs
                 old = sorted(str(p) for p in Path(old_folder).glob("b=*/*.parquet"))
             staged = [f for folder in self._staged for f in tasks.bucket_files(folder, bucket)]
-            calls.append((bucket, self.buckets, batch.mode, old, staged, str(new.folder)))
+            calls.append((bucket, self.buckets, batch.mode, old, staged, str(new.folder), self.kind))
         self.cluster.map(tasks.state_bucket, calls, what=f"applying {batch.root}")
         datasets.switch(con, new)
         self.version = new
@@ -219,8 +226,7 @@ def reconcile_on_cluster(
 ) -> Reconciled:
     """Reconcile the members of segment ``sid`` with the profiles, bucket by bucket.
 
-    Each bucket's members match only that bucket's visitor IDs (equal IDs fall in the same
-    bucket), so the members and matched members add up over buckets. A profile with visitor
+    Each bucket's members match only that bucket's keys (equal IDs fall in the same bucket), so the members and matched members add up over buckets. A profile with visitor
     IDs in several buckets may be matched in more than one: the audience's profiles are made
     distinct here, in the workspace database, which stores them.
     """
@@ -237,7 +243,7 @@ def reconcile_on_cluster(
         else:
             members = sorted(str(p) for p in state.folder.glob("b=*/*.parquet"))
         calls.append((bucket, keys.buckets, members, tasks.bucket_files(str(keys.folder), bucket),
-                      int(sid), str(out), outcomes))
+                      int(sid), str(out), outcomes, engine.state.kind))
     counts = engine.cluster.map(tasks.reconcile_bucket, calls, what="reconciling")
     found = _glob(out / "profiles")
     con.execute(
@@ -249,10 +255,11 @@ def reconcile_on_cluster(
         con.execute(f"DROP TABLE {AUDIENCE}")
     table = None
     if outcomes:
+        ids = Ids(engine.state.kind)
+        text = VISITOR_ID_TEXT.format(ids.value()) if ids.kind == "visitor" else "id"
         table = arrow(
             con,
-            f"SELECT {VISITOR_ID_TEXT.format(tasks.VID.format(''))} AS id, outcome "
-            f"FROM {_glob(out / 'outcomes')} ORDER BY hi, lo",
+            f"SELECT {text} AS id, outcome FROM {_glob(out / 'outcomes')} ORDER BY {ids.names()}",
         )
     return Reconciled(
         members=sum(c["members"] for c in counts),
