@@ -13,11 +13,9 @@ from dataclasses import dataclass
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from audtools.columns import aes as crypto
-from audtools.columns import identifiers as ids
 from audtools.columns.chunks import CHUNK_ROWS, map_chunks
+from audtools.columns.member_keys import decrypted_keys
 from audtools.config import DataSource
 from audtools.importing.state import settle_state_kind, state_table
 from audtools.profiles import declared_ids as derived
@@ -95,7 +93,7 @@ def member_keys(
     kind, iv = derived.kind_of(source), source.iv
 
     def keys_of(part: pa.Array) -> tuple[pa.Array, bool]:
-        return _decrypted_keys(part, source, key, iv, kind, region)
+        return decrypted_keys(part, key, iv, source.encoding, kind, region)
 
     done = map_chunks(keys_of, parts)  # chunks side by side on the machine's cores
     table = pa.table(
@@ -106,31 +104,6 @@ def member_keys(
     )
     con.register(MEMBERS, table)
     return Members(MEMBERS, keys_unique=source.encoding == "base64" and all(s for _, s in done))
-
-
-def _decrypted_keys(
-    values: pa.Array,
-    source: DataSource,
-    key: bytes,
-    iv: bytes,
-    kind: ids.NormaliserKind,
-    region: str,
-) -> tuple[pa.Array, bool]:
-    """The keys of encrypted members (SPEC §5 step 4): decrypted, normalised, NULL when
-    undecryptable, and whether normalising left every decrypted value as it was.
-
-    Different canonical base64 texts are different ciphertexts, hence different plaintexts: keys
-    can only coincide where normalising changed a plaintext (hex accepts either case, so hex
-    members may share a key whatever this says).
-    """
-    plain = crypto.decrypt(values, key, iv, source.encoding)
-    norm = ids.normalise(plain, kind, region)
-    if kind == "sms":
-        # A decrypted number that does not parse is kept trimmed (SPEC §5.5).
-        norm = pc.if_else(pc.is_null(norm), ids.trim_ascii(plain), norm)
-    keys = pc.if_else(ids.is_declared_id(norm), norm, pa.scalar(None, pa.string()))
-    same = pc.all(pc.equal(keys, plain).fill_null(True)).as_py() is not False
-    return keys, same
 
 
 def drop_members(con: duckdb.DuckDBPyConnection) -> None:
