@@ -25,7 +25,16 @@ from audtools.engine.ids import IdKind, Ids
 from audtools.errors import InputError
 from audtools.formats.outbound_rows import REJECTS_SCHEMA, Limits, OutboundReader
 
-__all__ = ["bucket_files", "parse_part", "reconcile_bucket", "relation", "state_bucket"]
+__all__ = [
+    "bucket_files",
+    "duckdb_for_task",
+    "parse_part",
+    "publish",
+    "reconcile_bucket",
+    "relation",
+    "state_bucket",
+    "write_bucket",
+]
 
 # A task's DuckDB takes at most this share of its worker's memory limit, and spills the rest
 # to the worker's local folder: Dask's own bookkeeping and Arrow buffers need the remainder.
@@ -37,7 +46,7 @@ def bucket_files(folder: str, bucket: int) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, f"b={bucket}", "*.parquet")))
 
 
-def _duckdb(threads: int | None) -> duckdb.DuckDBPyConnection:
+def duckdb_for_task(threads: int | None) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB sized for this worker: its memory limit, its spill folder."""
     con = duckdb.connect(config={"preserve_insertion_order": False})
     if threads:
@@ -56,7 +65,7 @@ def _duckdb(threads: int | None) -> duckdb.DuckDBPyConnection:
     return con
 
 
-def _publish(tmp: str, final: str) -> None:
+def publish(tmp: str, final: str) -> None:
     """Move a finished folder or file into place, replacing an earlier run's."""
     if os.path.isdir(final):
         shutil.rmtree(final)
@@ -111,7 +120,7 @@ def parse_part(
         name, md5=True, opener=lambda: open(path, "rb"), limits=limits,  # noqa: SIM115
         keep_rejects=keep_rejects, **settings,
     )
-    con = _duckdb(threads)
+    con = duckdb_for_task(threads)
     tmp = f"{out}.tmp-{uuid.uuid4().hex}"
     os.makedirs(tmp)
     rejects: list[pa.Table] = []
@@ -133,7 +142,7 @@ def parse_part(
         shutil.rmtree(tmp, ignore_errors=True)
         return {"problem": exc.message}
     con.close()
-    _publish(tmp, out)
+    publish(tmp, out)
     return {
         "md5": parser.md5,
         "newline_count": parser.newline_count,
@@ -173,7 +182,7 @@ def state_bucket(
     Returns:
         The rows written.
     """
-    con = _duckdb(threads)
+    con = duckdb_for_task(threads)
     ids = Ids(kind)
     cols = ids.names()
     pairs = relation(staged, {**ids.columns, "sid": "BIGINT", "op": "TINYINT"})
@@ -193,7 +202,7 @@ def state_bucket(
     con.execute(f"COPY ({query}) TO ? (FORMAT parquet)", [tmp])
     rows = con.execute("SELECT count(*) FROM read_parquet(?)", [tmp]).fetchall()[0][0]
     con.close()
-    _publish(tmp, final)
+    publish(tmp, final)
     return int(rows)
 
 
@@ -218,7 +227,7 @@ def reconcile_bucket(
     Returns:
         ``members`` and ``matched`` (members of the bucket reconciled with a profile).
     """
-    con = _duckdb(threads)
+    con = duckdb_for_task(threads)
     ids = Ids(kind)
     cols = ids.names()
     members = relation(state, {**ids.columns, "sid": "BIGINT"})
@@ -235,9 +244,9 @@ def reconcile_bucket(
     con.execute(f"CREATE TABLE found AS SELECT DISTINCT {cols} FROM l")
     total = con.execute("SELECT count(*) FROM m").fetchall()[0][0]
     matched = con.execute("SELECT count(*) FROM found").fetchall()[0][0]
-    _write(con, "SELECT DISTINCT profile_id FROM l", out, "profiles", bucket)
+    write_bucket(con, "SELECT DISTINCT profile_id FROM l", out, "profiles", bucket)
     if outcomes:
-        _write(
+        write_bucket(
             con,
             f"SELECT {ids.names('m')}, CASE WHEN {ids.is_null('f')} THEN 'no_profile' "
             f"ELSE 'matched' END AS outcome FROM m LEFT JOIN found f ON {ids.equal('f', 'm')}",
@@ -247,10 +256,10 @@ def reconcile_bucket(
     return {"members": int(total), "matched": int(matched)}
 
 
-def _write(con: duckdb.DuckDBPyConnection, query: str, out: str, what: str, bucket: int) -> None:
+def write_bucket(con: duckdb.DuckDBPyConnection, query: str, out: str, what: str, bucket: int) -> None:
     folder = os.path.join(out, what, f"b={int(bucket)}")
     os.makedirs(folder, exist_ok=True)
     final = os.path.join(folder, "data.parquet")
     tmp = f"{final}.tmp-{uuid.uuid4().hex}"
     con.execute(f"COPY ({query}) TO ? (FORMAT parquet)", [tmp])
-    _publish(tmp, final)
+    publish(tmp, final)

@@ -7,20 +7,17 @@ bucket by bucket (:mod:`audtools.engine`):
   of a batch from the drop to the engine's storage (workers never connect to the drops), one task
   per part parses it into buckets, one task per bucket writes the state's new version, and the
   version becomes current in the import's transaction;
-- :func:`reconcile_on_cluster` joins bucket *i* of the members with bucket *i* of the profiles'
-  visitor IDs, one task per bucket; the audience's distinct profiles and the counts come back to
-  the workspace database, where the audience is stored as on the embedded engine.
+- :func:`audtools.importing.cluster_reconcile.reconcile_on_cluster` joins the members with the
+  profiles' keys, bucket by bucket.
 
-What the cluster runs today: data sources whose IDs are not encrypted (visitor IDs, and declared
-IDs, plain or hashed, joined with the derived-ID cache's keys in buckets). Encrypted ones keep
-running on the embedded engine (the log says so); so do exports.
+What the cluster runs today: imports of every data source but an encrypted visitor-ID one (which
+keeps running on the embedded engine, as exports do; the log says so).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import shutil
 import time
 import uuid
@@ -34,14 +31,12 @@ from audtools.config import DataSource, WorkspaceConfig
 from audtools.drops import Drop
 from audtools.engine import datasets, tasks
 from audtools.engine.cluster import Cluster, open_cluster
-from audtools.engine.ids import Ids
 from audtools.importing.batches import Batch
-from audtools.importing.reconcile import AUDIENCE, Reconciled
 from audtools.importing.rejects import Rejects
 from audtools.importing.state import Staged, disagreement, settle_state_kind, state_table
-from audtools.workspace.database import VISITOR_ID_TEXT, arrow, sql_string, transaction
+from audtools.workspace.database import transaction
 
-__all__ = ["ClusterState", "ImportEngine", "import_engine", "on_cluster", "reconcile_on_cluster"]
+__all__ = ["ClusterState", "ImportEngine", "import_engine", "on_cluster"]
 
 log = logging.getLogger("audtools")
 
@@ -50,7 +45,9 @@ _COPY_BYTES = 8 * 2**20
 
 def on_cluster(config: WorkspaceConfig, source: DataSource) -> bool:
     """Whether an import of ``source`` runs its heavy steps on the cluster."""
-    return config.engine.on_cluster and not source.encrypted
+    return config.engine.on_cluster and not (
+        source.encrypted and source.reconciliation == "visitor_id"
+    )
 
 
 @dataclass
@@ -214,68 +211,3 @@ class ClusterState:
         self.cluster.map(tasks.state_bucket, calls, what=f"applying {batch.root}")
         datasets.switch(con, new)
         self.version = new
-
-
-def reconcile_on_cluster(
-    con: duckdb.DuckDBPyConnection,
-    engine: ImportEngine,
-    sid: int,
-    *,
-    audience: bool,
-    outcomes: bool,
-) -> Reconciled:
-    """Reconcile the members of segment ``sid`` with the profiles, bucket by bucket.
-
-    Each bucket's members match only that bucket's keys (equal IDs fall in the same bucket), so the members and matched members add up over buckets. A profile with visitor
-    IDs in several buckets may be matched in more than one: the audience's profiles are made
-    distinct here, in the workspace database, which stores them.
-    """
-    con.execute(f"DROP TABLE IF EXISTS {AUDIENCE}")
-    state = engine.state.version
-    keys = engine.keys
-    out = engine.work / ("reconcile-" + uuid.uuid4().hex[:8])
-    calls = []
-    for bucket in range(keys.buckets):
-        if state is None:
-            members: list[str] = []
-        elif state.buckets == keys.buckets:
-            members = tasks.bucket_files(str(state.folder), bucket)
-        else:
-            members = sorted(str(p) for p in state.folder.glob("b=*/*.parquet"))
-        calls.append((bucket, keys.buckets, members, tasks.bucket_files(str(keys.folder), bucket),
-                      int(sid), str(out), outcomes, engine.state.kind))
-    counts = engine.cluster.map(tasks.reconcile_bucket, calls, what="reconciling")
-    found = _glob(out / "profiles")
-    con.execute(
-        f"CREATE TEMP TABLE {AUDIENCE} AS SELECT DISTINCT profile_id, NULL::VARCHAR AS address "
-        f"FROM {found}"
-    )
-    (profiles,) = con.execute(f"SELECT count(*) FROM {AUDIENCE}").fetchall()[0]
-    if not audience:
-        con.execute(f"DROP TABLE {AUDIENCE}")
-    table = None
-    if outcomes:
-        ids = Ids(engine.state.kind)
-        text = VISITOR_ID_TEXT.format(ids.value()) if ids.kind == "visitor" else "id"
-        table = arrow(
-            con,
-            f"SELECT {text} AS id, outcome FROM {_glob(out / 'outcomes')} ORDER BY {ids.names()}",
-        )
-    return Reconciled(
-        members=sum(c["members"] for c in counts),
-        undecryptable=0,
-        matched=sum(c["matched"] for c in counts),
-        profiles=int(profiles),
-        addresses=0,
-        audience=AUDIENCE if audience else None,
-        outcomes=table,
-        shape="buckets",
-    )
-
-
-def _glob(folder: Path) -> str:
-    """SQL reading every bucket file under ``folder`` (each bucket task writes one)."""
-    if not any(folder.glob("b=*/*.parquet")):
-        raise RuntimeError(f"no bucket files under {os.fspath(folder)}")
-    pattern = sql_string(str(folder / "b=*" / "*.parquet"))
-    return f"read_parquet({pattern}, hive_partitioning = false)"

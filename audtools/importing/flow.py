@@ -27,7 +27,8 @@ from tqdm.auto import tqdm
 
 from audtools.errors import MatchRateLow, describe
 from audtools.importing import state as segments
-from audtools.importing.cluster import ImportEngine, import_engine, reconcile_on_cluster
+from audtools.importing.cluster import ImportEngine, import_engine
+from audtools.importing.cluster_reconcile import reconcile_on_cluster
 from audtools.importing.members import member_keys
 from audtools.importing.reconcile import Reconciled, reconcile
 from audtools.importing.refusals import ImportPlan, check_refusals
@@ -233,7 +234,9 @@ def _reconcile(
     """Steps 3 to 6: the members, their keys, and their reconciliation with the profiles (on
     the cluster, bucket by bucket, when ``engine`` is one)."""
     if engine is not None:
-        return reconcile_on_cluster(con, engine, plan.shared.sid, audience=audience, outcomes=outcomes)
+        return reconcile_on_cluster(
+            con, engine, plan, ws.config.default_region, audience=audience, outcomes=outcomes
+        )
     members = member_keys(
         con, plan.source, plan.shared.sid, key=plan.key, region=ws.config.default_region
     )
