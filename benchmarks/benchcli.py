@@ -140,13 +140,23 @@ def step_import_sftp(row: Row, args: argparse.Namespace) -> None:
 
 
 DASK_WORKERS = 2
+DASK_WORKER_MEMORY = "1GiB"  # issue 16's out-of-core check: each worker limited to 1 GiB
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory (``VmHWM``), in bytes: run on each worker."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def step_import_dask(row: Row, args: argparse.Namespace) -> None:
     """The first visitor-ID import on the Dask engine: a 2-worker ``LocalCluster`` (processes,
-    TCP on 127.0.0.1) started once for the step, as a real cluster is already up; the engine's
-    storage in the workspace. The peak RSS is the ``audtools`` process's (the workers' is not
-    in it); the notes give each phase's median time from the run's log."""
+    TCP on 127.0.0.1, each worker limited to 1 GiB) started once for the step, as a real cluster
+    is already up; the engine's storage in the workspace. The peak RSS is the ``audtools``
+    process's; the notes give the workers' peak RSS and each phase's median time from the run's
+    log."""
     import re
     import statistics
 
@@ -154,7 +164,7 @@ def step_import_dask(row: Row, args: argparse.Namespace) -> None:
 
     n = row.n
     phases: dict[str, list[float]] = {}
-    pattern = re.compile(r"engine: (?:(\d+) visitor IDs written in \d+ buckets in ([\d.]+) s|"
+    pattern = re.compile(r"engine: (?:(\d+) keys written in \d+ buckets in ([\d.]+) s|"
                          r"(parsing|applying|reconciling)\S*(?: \S+)?, (\d+) tasks in ([\d.]+) s)")
 
     def make_ws() -> Path:
@@ -168,19 +178,25 @@ def step_import_dask(row: Row, args: argparse.Namespace) -> None:
         for log in ws.glob("runs/*/log"):
             for m in pattern.finditer(log.read_text(encoding="utf-8")):
                 if m.group(2):
-                    phases.setdefault("bucketing visitor IDs", []).append(float(m.group(2)))
+                    phases.setdefault("bucketing the keys", []).append(float(m.group(2)))
                 else:
                     phases.setdefault(f"{m.group(3)} ({m.group(4)} tasks)", []).append(float(m.group(5)))
         return check_import(out, n, "visitors")
 
+    from distributed import Client
+
     with LocalCluster(n_workers=DASK_WORKERS, threads_per_worker=1, processes=True, host="127.0.0.1",
-                      dashboard_address=None) as cluster:
+                      dashboard_address=None, memory_limit=DASK_WORKER_MEMORY) as cluster, \
+            Client(cluster) as client:
         address = cluster.scheduler_address
         measure_cli(row, args, make_ws=make_ws, cmd_for=lambda ws: import_cmd(ws, False), env=None,
                     check=check)
+        workers = client.run(_peak_rss)
     row.items = n
-    row.notes.append("2-worker LocalCluster; phases (median s): " + ", ".join(
-        f"{name} {statistics.median(times):.1f}" for name, times in phases.items()))
+    row.notes.append(
+        f"2-worker LocalCluster, {DASK_WORKER_MEMORY} each (workers' peak RSS "
+        + ", ".join(fmt_bytes(b) for b in workers.values()) + "); phases (median s): "
+        + ", ".join(f"{name} {statistics.median(times):.1f}" for name, times in phases.items()))
 
 
 def setup_applied(n: int, key: str, name: str) -> Path:
