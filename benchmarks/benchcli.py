@@ -163,9 +163,11 @@ def step_import_dask(row: Row, args: argparse.Namespace) -> None:
     from distributed import LocalCluster
 
     n = row.n
-    phases: dict[str, list[float]] = {}
-    pattern = re.compile(r"engine: (?:(\d+) keys written in \d+ buckets in ([\d.]+) s|"
-                         r"(parsing|applying|reconciling)\S*(?: \S+)?, (\d+) tasks in ([\d.]+) s)")
+    phases: dict[str, list[tuple[float, ...]]] = {}
+    keys_line = re.compile(r"engine: \d+ keys written in \d+ buckets in ([\d.]+) s")
+    tasks_line = re.compile(r"engine: (parsing|applying|reconciling|decrypting)\S*(?: \S+)?, (\d+) tasks "
+                            r"in ([\d.]+) s \(per task: median ([\d.]+) s, longest ([\d.]+) s, "
+                            r"CPU median ([\d.]+) s\)")
 
     def make_ws() -> Path:
         ws = bs.fresh_workspace(n, "import_dask", ("drop_visitors",))
@@ -176,11 +178,12 @@ def step_import_dask(row: Row, args: argparse.Namespace) -> None:
     def check(out: dict[str, Any]) -> str | None:
         ws = bd.size_dir(n) / "work" / "import_dask"
         for log in ws.glob("runs/*/log"):
-            for m in pattern.finditer(log.read_text(encoding="utf-8")):
-                if m.group(2):
-                    phases.setdefault("bucketing the keys", []).append(float(m.group(2)))
-                else:
-                    phases.setdefault(f"{m.group(3)} ({m.group(4)} tasks)", []).append(float(m.group(5)))
+            text = log.read_text(encoding="utf-8")
+            for m in keys_line.finditer(text):
+                phases.setdefault("bucketing the keys", []).append((float(m.group(1)),))
+            for m in tasks_line.finditer(text):
+                phases.setdefault(f"{m.group(1)} ({m.group(2)} tasks)", []).append(
+                    tuple(float(g) for g in m.groups()[2:]))
         return check_import(out, n, "visitors")
 
     from distributed import Client
@@ -195,8 +198,10 @@ def step_import_dask(row: Row, args: argparse.Namespace) -> None:
     row.items = n
     row.notes.append(
         f"2-worker LocalCluster, {DASK_WORKER_MEMORY} each (workers' peak RSS "
-        + ", ".join(fmt_bytes(b) for b in workers.values()) + "); phases (median s): "
-        + ", ".join(f"{name} {statistics.median(times):.1f}" for name, times in phases.items()))
+        + ", ".join(fmt_bytes(b) for b in workers.values()) + "); phases, median s "
+        "(for tasks: all, one task's median, longest, CPU): "
+        + ", ".join(f"{name} " + " / ".join(f"{statistics.median(col):.2f}" for col in zip(*runs, strict=True))
+                    for name, runs in phases.items()))
 
 
 def setup_applied(n: int, key: str, name: str) -> Path:
