@@ -69,8 +69,9 @@ def import_engine(
 
     On the cluster, before the import's transaction: versions left by an earlier run are
     collected (and again after it), the profiles' keys (visitor IDs, or the source's declared
-    IDs) are bucketed if they changed, and a state the embedded engine kept is moved to storage. On the embedded engine, a state kept in storage (the
-    workspace's ``[engine]`` was removed) is moved back to the database.
+    IDs) are bucketed if they changed, and a state the embedded engine kept is moved to
+    storage. On the embedded engine, a state kept in storage (the workspace's ``[engine]`` was
+    removed) is moved back to the database.
     """
     storage = config.engine.storage
     if not on_cluster(config, source):
