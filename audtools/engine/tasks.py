@@ -121,26 +121,28 @@ def parse_part(
         keep_rejects=keep_rejects, **settings,
     )
     con = duckdb_for_task(threads)
-    tmp = f"{out}.tmp-{uuid.uuid4().hex}"
-    os.makedirs(tmp)
-    rejects: list[pa.Table] = []
-    # Chunk by chunk (32 MiB of text each), appended to the bucket folders: a part of any
-    # size is parsed in the memory of one chunk.
     ids = Ids(kind)
-    stored = f"SELECT {ids.from_text('id')}, sid, op FROM _pairs"
-    copy = (
-        f"COPY (SELECT {ids.names()}, sid, op, {ids.bucket(buckets)} AS b FROM ({stored})) "
-        "TO ? (FORMAT parquet, PARTITION_BY (b), APPEND)"
-    )
+    types = ", ".join(f"{name} {kind_}" for name, kind_ in ids.columns.items())
+    con.execute(f"CREATE TABLE pairs ({types}, sid BIGINT, op TINYINT)")
+    insert = f"INSERT INTO pairs SELECT {ids.from_text('id')}, sid, op FROM _pairs"
+    rejects: list[pa.Table] = []
+    # Chunk by chunk (32 MiB of text each) into one table, written once: a COPY per chunk
+    # cost twice as much (hundreds of small files). DuckDB spills the table beyond its memory.
     try:
         for chunk in parser:
             con.register("_pairs", chunk.pairs)
-            con.execute(copy, [tmp])
+            con.execute(insert)
             con.unregister("_pairs")
             rejects.append(chunk.rejects)
     except InputError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
         return {"problem": exc.message}
+    tmp = f"{out}.tmp-{uuid.uuid4().hex}"
+    os.makedirs(tmp)
+    con.execute(
+        f"COPY (SELECT *, {ids.bucket(buckets)} AS b FROM pairs) "
+        "TO ? (FORMAT parquet, PARTITION_BY (b), OVERWRITE_OR_IGNORE)",
+        [tmp],
+    )
     con.close()
     publish(tmp, out)
     return {
