@@ -265,21 +265,25 @@ class NameMatcher:
             return None
         stem, dash, tail = name.rpartition("-")
         if dash:
-            prefix = stem.rstrip(_DIGITS)
-            known = self._prefixes.get(prefix)
+            # The prefix ends in a non-digit: the timestamp is the last 13 digits (milliseconds,
+            # most common) or 10 (seconds), never another width that reads whole.
+            n = 13
+            known = self._prefixes.get(stem[:-13])
+            if known is None:
+                n = 10
+                known = self._prefixes.get(stem[:-10])
             if known is not None:
-                ending = self._endings.get(tail, _UNSEEN)
-                if ending is _UNSEEN:
-                    ending = self._remember(self._endings, tail, _dash_ending(tail))
-                ts = stem[len(prefix) :]
-                n = len(ts)
+                ts = stem[-n:]
                 source_id, sync, order, dpid, alias, mode, setting = known
-                if ending is not None and ((n == 13 and setting != "seconds") or (n == 10 and setting != "milliseconds")):
-                    split, comp = ending
-                    return source_id, _new(OutboundName, (
-                        name, sync, order, dpid, alias, mode, int(ts) * (1000 if n == 10 else 1), split, "dash",
-                        stem, comp, ts,
-                    ))
+                if ts.isdigit() and ts.isascii() and setting != ("seconds" if n == 13 else "milliseconds"):
+                    ending = self._endings.get(tail, _UNSEEN)
+                    if ending is _UNSEEN:
+                        ending = self._remember(self._endings, tail, _dash_ending(tail))
+                    if ending is not None:
+                        return source_id, _new(OutboundName, (
+                            name, sync, order, dpid, alias, mode, int(ts) if n == 13 else int(ts) * 1000,
+                            ending[0], "dash", stem, ending[1], ts,
+                        ))
         read = self._sole_whole(name)
         if read is not None and dash:
             self._learn(read, stem)

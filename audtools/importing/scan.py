@@ -93,6 +93,7 @@ class _Grouping:
         infos: list[DropEntry] = []
         sole = self.matcher.sole
         by_source = self.by_source
+        unsorted = self.unsorted
         for entry in entries:
             text = entry.name
             lower = text.lower()
@@ -104,7 +105,14 @@ class _Grouping:
                 infos.append(entry)
             elif (read := sole(text)) is not None:  # the common case, without a Claim
                 source_id, name = read
-                self.append(by_source[source_id].get(name.root) or self.batch(source_id, name), name, entry)
+                batch = by_source[source_id].get(name.root) or self.batch(source_id, name)
+                files = batch.files
+                if files:  # as append(), without its call
+                    last = files[-1].name
+                    part, last_part = name.split or 0, last.split or 0
+                    if part < last_part or (part == last_part and text < last.name):
+                        unsorted[id(batch)] = batch
+                files.append(DropFile(name, entry.size, entry.mtime))
             else:
                 self.add_claimed(entry)
         return infos
