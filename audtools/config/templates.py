@@ -77,6 +77,11 @@ class NameTemplate:
             find the data source of a name with one anchored match before reading it whole.
         groups: the positions in ``match.groups()`` of :data:`GROUPS` (-1: not in the template);
             reading a tuple is several times faster than named groups.
+        reads_by_prefix: True when a name's reading is settled by the text before its timestamp:
+            a numeric ``<TIMESTAMP>`` ends the template, a literal that ends in a non-digit comes
+            just before it, and no literal has ``-`` or ``.`` (which no other macro matches). The
+            pattern then cannot read into the timestamp's digits nor into ``-N.sync.gz``, and
+            names that share that text read alike but for the timestamp, split and compression.
     """
 
     text: str
@@ -89,6 +94,7 @@ class NameTemplate:
     dpid_fixed: bool = False
     head: re.Pattern[str] | None = None
     groups: tuple[int, ...] = ()
+    reads_by_prefix: bool = False
 
 
 def timestamp_fields(fmt: str) -> tuple[tuple[str, ...], str]:
@@ -236,6 +242,7 @@ def compile_template(text: str, timestamp: str | None, *, dpid: int) -> NameTemp
         dpid_fixed=fixed,
         head=re.compile(head, re.DOTALL) if fixed else None,
         groups=tuple(patterns["own"].groupindex.get(g, 0) - 1 for g in GROUPS),
+        reads_by_prefix=not fields and not explicit_split and _text_then_timestamp(tokens),
     )
 
 
@@ -281,6 +288,16 @@ def _pattern(
         raise TemplateError("the template has a '[' without ']'")
     parts.append(r"(?P<ext>\.(?i:sync)(?:\.(?P<comp>(?i:gz|zip)))?)")
     return "".join(parts), head
+
+
+def _text_then_timestamp(tokens: list[tuple[str, str | None]]) -> bool:
+    """Whether ``<TIMESTAMP>`` ends the template after a literal that ends in a non-digit, and no
+    literal has ``-`` or ``.`` (see ``NameTemplate.reads_by_prefix``)."""
+    if len(tokens) < 2 or tokens[-1] != ("macro", "TIMESTAMP") or tokens[-2][0] != "lit":
+        return False
+    before = str(tokens[-2][1])
+    literals = "".join(str(value) for kind, value in tokens if kind == "lit")
+    return not before[-1].isdigit() and "-" not in literals and "." not in literals
 
 
 def _dpid_fixed(tokens: list[tuple[str, str | None]], owner: str) -> bool:

@@ -13,13 +13,13 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterable
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, TypeVar
 
 from audtools.config import DataSource
 from audtools.config.templates import DEFAULT_TEMPLATE, NameTemplate, compile_template
+from audtools.formats.outbound_timestamps import SplitForm, timestamp_and_split
 
 __all__ = [
     "BATCH_ENDINGS",
@@ -34,12 +34,13 @@ __all__ = [
 ]
 
 Mode = Literal["full", "iter"]
-SplitForm = Literal["dash", "digits"]
+_T = TypeVar("_T")
 
 # AAM's inbound and ID-synchronisation files: never batches, never listed (SPEC §4.1).
 NOT_BATCHES = ("ftp_dpm_", "c2c_id_", "adobe_id_")
 BATCH_ENDINGS = (".sync", ".sync.gz", ".sync.zip", ".info")
 _DEFAULT = compile_template(DEFAULT_TEMPLATE, "auto", dpid=0)
+_new = tuple.__new__  # builds a named tuple without its __new__ written in Python
 
 
 class OutboundName(NamedTuple):
@@ -101,40 +102,6 @@ def looks_like_batch(name: str) -> bool:
     return lower.endswith(BATCH_ENDINGS) and not lower.startswith(NOT_BATCHES)
 
 
-def _numeric(setting: str, digits: str, dash: str | None) -> tuple[int, str, str | None, SplitForm | None] | str:
-    """``(timestamp_ms, ts_text, split, form)`` of a numeric timestamp, or why it is not one."""
-    n = len(digits)
-    width = {"seconds": 10, "milliseconds": 13}.get(setting)
-    if width is None:  # auto: 10 is seconds, 13 milliseconds, 16 or more milliseconds + split
-        width = 10 if n == 10 else 13
-        if n not in (10, 13) and n < 16:
-            return f"timestamp of {n} digits: set outbound_timestamp"
-    if n == width:
-        ts, split, form = digits, dash, ("dash" if dash is not None else None)
-    elif n >= width + 3 and dash is None:
-        ts, split, form = digits[:width], digits[width:], "digits"
-    else:
-        return f"timestamp of {n} digits, not {width} (outbound_timestamp = {setting!r})"
-    return int(ts) * (1000 if width == 10 else 1), ts, split, form  # type: ignore[return-value]
-
-
-def _formatted(template: NameTemplate, text: str) -> int | str:
-    """The UTC milliseconds of a formatted timestamp, or ``bad timestamp``."""
-    m = template.ts_regex.fullmatch(text) if template.ts_regex is not None else None
-    if m is None:
-        return "bad timestamp"
-    values = dict(zip(template.fields, (int(g) for g in m.groups()), strict=True))
-    try:
-        when = dt.datetime(
-            values.get("year", 1970), values.get("month", 1), values.get("day", 1),
-            values.get("hour", 0), values.get("minute", 0), values.get("second", 0),
-            tzinfo=dt.UTC,
-        )
-    except ValueError:
-        return "bad timestamp"
-    return int(when.timestamp()) * 1000
-
-
 def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> OutboundName | str | None:
     """Read ``name`` with a data source's compiled template.
 
@@ -153,27 +120,13 @@ def read_name(template: NameTemplate, name: str, *, generic: bool = False) -> Ou
     return reading(template, m, name)
 
 
-def _split(template: NameTemplate, dash: str | None, extra: str, ts: str) -> tuple[int, str, str | None, SplitForm | None] | str:
-    """``(timestamp_ms, ts_text, split, form)`` of a timestamp and what follows it, or why not."""
-    if template.fields:
-        when = _formatted(template, ts)
-        if isinstance(when, str):
-            return when
-        if extra and (len(extra) < 3 or dash is not None):
-            return "bad timestamp"
-        form: SplitForm | None = "digits" if extra else ("dash" if dash is not None else None)
-        return when, ts, extra or dash, form
-    return _numeric(template.timestamp, ts + extra, dash)
-
-
 def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName | str:
     """The parts of ``name`` from a match of one of ``template``'s patterns (see
     :func:`read_name`). Drops list up to hundreds of thousands of names: the common case (a
-    numeric timestamp whose split follows it) is read without a further call."""
+    whole numeric timestamp, a ``-N`` split or none) is read without a further call."""
     g = m.groups()
     i_sync, i_order, i_dpid, i_master, i_alias, i_mode, i_ts, i_digits, i_dash, i_x, i_comp, i_ext = template.groups
     ts = g[i_ts] or ""
-    x = None
     if template.split_after_timestamp:
         dash, extra = g[i_dash], g[i_digits] or ""
         setting = template.timestamp
@@ -181,30 +134,32 @@ def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName
         if not template.fields and ((setting == "milliseconds" and n == 13) or (setting == "seconds" and n == 10)
                                     or (setting == "auto" and n in (10, 13))):
             # A whole numeric timestamp, with a dash split or none.
-            ts_text = ts + extra
-            read: tuple[int, str, str | None, SplitForm | None] | str = (
-                int(ts_text) * (1000 if n == 10 else 1), ts_text, dash, None if dash is None else "dash"
-            )
+            ts_text = ts + extra if extra else ts
+            timestamp_ms = int(ts_text) * (1000 if n == 10 else 1)
+            split: str | None = dash
+            form: SplitForm | None = None if dash is None else "dash"
         else:
-            read = _split(template, dash, extra, ts)
-    else:
-        read = _split(template, None, "", ts)
-        x = g[i_x] if i_x >= 0 else None
-    if isinstance(read, str):
-        return read
-    timestamp_ms, ts_text, split, form = read
-    if template.split_after_timestamp:
+            read = timestamp_and_split(template, dash, extra, ts)
+            if isinstance(read, str):
+                return read
+            timestamp_ms, ts_text, split, form = read
         root = name[: m.start(i_ts + 1) + len(ts_text)]
-    elif x is not None:
-        split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
-        root = name[: m.start(i_x + 1)] + name[m.end(i_x + 1) : m.start(i_ext + 1)]
     else:
-        root = name[: m.start(i_ext + 1)]
+        read = timestamp_and_split(template, None, "", ts)
+        if isinstance(read, str):
+            return read
+        timestamp_ms, ts_text, split, form = read
+        x = g[i_x] if i_x >= 0 else None
+        if x is not None:
+            split, form = x.lstrip("-"), ("dash" if x.startswith("-") else "digits")
+            root = name[: m.start(i_x + 1)] + name[m.end(i_x + 1) : m.start(i_ext + 1)]
+        else:
+            root = name[: m.start(i_ext + 1)]
     sync = g[i_sync] if i_sync >= 0 else None
     order = g[i_order] if i_order >= 0 else None
     comp = g[i_comp]
     dpid = (g[i_master] if i_master >= 0 else None) or g[i_dpid]
-    return OutboundName(
+    return _new(OutboundName, (
         name,
         sync.lower() if sync else "",
         None if order is None else int(order),
@@ -217,7 +172,7 @@ def reading(template: NameTemplate, m: re.Match[str], name: str) -> OutboundName
         root,
         comp.lower() if comp else None,
         ts_text,
-    )
+    ))
 
 
 def parse_name(name: str) -> OutboundName | None:
@@ -229,6 +184,25 @@ def parse_name(name: str) -> OutboundName | None:
     """
     read = read_name(_DEFAULT, name, generic=True)
     return read if isinstance(read, OutboundName) else None
+
+
+_MAX_MEMO = 100_000
+"""Roots and endings a :class:`NameMatcher` remembers at most (a drop lists one root per batch)."""
+_DIGITS = "0123456789"
+_COMPRESSION = {"sync": None, "sync.gz": "gz", "sync.zip": "zip"}
+_UNSEEN: tuple[int, str | None] = (-1, "not read yet")
+
+
+def _dash_ending(tail: str) -> tuple[int, str | None] | None:
+    """``(split, compression)`` of what follows a name's last ``-`` when it is ``N.sync``,
+    ``N.sync.gz`` or ``N.sync.zip`` (ASCII digits, any case of the extension), else None."""
+    digits, _, extension = tail.partition(".")
+    if not (digits.isdigit() and digits.isascii() and extension.isascii()):
+        return None
+    extension = extension.lower()
+    if extension not in _COMPRESSION:
+        return None
+    return int(digits), _COMPRESSION[extension]
 
 
 class Claim(NamedTuple):
@@ -272,13 +246,52 @@ class NameMatcher:
             heads[t.head.pattern].setdefault(str(s.dpid), []).append((s.id, t))
         # With one template start and no other template, :meth:`sole` reads the common case.
         self._only_head = self._heads[0] if len(self._heads) == 1 and not self._loose else None
+        # For :meth:`sole`: readings by the text before the timestamp, and what follows a
+        # name's last ``-``.
+        self._prefixes: dict[str, tuple[str, str, int | None, int, str | None, Mode, str]] = {}
+        self._endings: dict[str, tuple[int, str | None] | None] = {}
 
     def sole(self, name: str) -> tuple[str, OutboundName] | None:
         """``(source_id, name)`` when exactly one data source can read ``name`` and it does,
         else None (then :meth:`claim` says who claims it and why not): the common case of a
-        drop's names, read without building a :class:`Claim`."""
+        drop's names, read without building a :class:`Claim`.
+
+        A name ``PREFIX TIMESTAMP-N.sync[.gz|.zip]`` whose prefix (the text before the timestamp)
+        was read here before, by a template that ``reads_by_prefix``, reuses that reading: such
+        names differ in nothing but the timestamp, the split and the compression (see
+        tests/test_outbound_names_parts.py, which checks it against whole readings).
+        """
         if self._only_head is None:
             return None
+        stem, dash, tail = name.rpartition("-")
+        if dash:
+            # The prefix ends in a non-digit: the timestamp is the last 13 digits (milliseconds,
+            # most common) or 10 (seconds), never another width that reads whole.
+            n = 13
+            known = self._prefixes.get(stem[:-13])
+            if known is None:
+                n = 10
+                known = self._prefixes.get(stem[:-10])
+            if known is not None:
+                ts = stem[-n:]
+                source_id, sync, order, dpid, alias, mode, setting = known
+                if ts.isdigit() and ts.isascii() and setting != ("seconds" if n == 13 else "milliseconds"):
+                    ending = self._endings.get(tail, _UNSEEN)
+                    if ending is _UNSEEN:
+                        ending = self._remember(self._endings, tail, _dash_ending(tail))
+                    if ending is not None:
+                        return source_id, _new(OutboundName, (
+                            name, sync, order, dpid, alias, mode, int(ts) if n == 13 else int(ts) * 1000,
+                            ending[0], "dash", stem, ending[1], ts,
+                        ))
+        read = self._sole_whole(name)
+        if read is not None and dash:
+            self._learn(read, stem)
+        return read
+
+    def _sole_whole(self, name: str) -> tuple[str, OutboundName] | None:
+        """:meth:`sole` without the reuse of earlier readings."""
+        assert self._only_head is not None
         head, by_dpid = self._only_head
         m = head.match(name)
         if m is None:
@@ -292,6 +305,34 @@ class NameMatcher:
             return None
         result = reading(template, full, name)
         return None if isinstance(result, str) else (source_id, result)
+
+    def _learn(self, read: tuple[str, OutboundName], stem: str) -> None:
+        """Remember the prefix of a name that :meth:`_sole_whole` read, when later names with the
+        same prefix can reuse its reading: its template ``reads_by_prefix``, the name ends in
+        ``-N`` and an extension, and its data source is settled within the prefix."""
+        source_id, result = read
+        template = self.sources[source_id].name_template
+        prefix = stem.rstrip(_DIGITS)
+        if not (template.reads_by_prefix and result.split_form == "dash" and result.root == stem
+                and len(prefix) + len(result.ts_text) == len(stem)):
+            return
+        assert self._only_head is not None
+        head = self._only_head[0].match(prefix)
+        if head is None or head.end() >= len(prefix):
+            return  # the dpid's digits reach the timestamp: the prefix does not settle the source
+        self._remember(self._prefixes, prefix, (
+            source_id, result.sync_type, result.destination_id, result.master_dpid, result.alias,
+            result.mode, template.timestamp,
+        ))
+
+    @staticmethod
+    def _remember(memo: dict[str, _T], key: str, value: _T) -> _T:
+        """``memo[key] = value``, the memo emptied first when it is full (it lives as long as the
+        matcher, which may read more names than one drop lists)."""
+        if len(memo) >= _MAX_MEMO:
+            memo.clear()
+        memo[key] = value
+        return value
 
     def claim(self, name: str) -> Claim:
         """Every data source's reading of ``name`` (a batch file name, not an ``.info``)."""
