@@ -11,7 +11,7 @@ Parquet datasets hash-partitioned into buckets under ``storage`` (see :mod:`audt
     workers = 2                  # "local" only
     worker_memory = "4GiB"       # "local" only: each worker's memory limit (default: shared out)
     storage = "engine"           # a folder every worker reads (relative: to the workspace)
-    buckets = 0                  # 0: chosen from the data's size
+    buckets = 0                  # 0: chosen from the data's size (2 M keys a bucket, 8 or more)
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from audtools.engine.tasks import relation
 from audtools.workspace.database import sql_string, transaction
 
 __all__ = [
+    "MIN_BUCKETS",
     "ROWS_PER_BUCKET",
     "Version",
     "collect",
@@ -52,6 +53,9 @@ log = logging.getLogger("audtools")
 ROWS_PER_BUCKET = 2_000_000
 """Visitor IDs per bucket when ``[engine] buckets`` is 0: a bucket of members and of visitor IDs
 then takes a few hundred MB in a task's DuckDB, well within a worker of 1 GiB or more."""
+
+MIN_BUCKETS = 8
+"""The fewest buckets chosen: enough tasks for a small cluster's slots."""
 
 VISITOR_KEYS = "visitor_keys"
 
@@ -166,7 +170,7 @@ def _fingerprint(con: duckdb.DuckDBPyConnection, rows: str) -> tuple[int, str]:
 
 
 def keys(
-    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int, workers: int
+    con: duckdb.DuckDBPyConnection, root: Path, source: DataSource, buckets: int
 ) -> Version:
     """The current buckets of the profiles' keys ``source`` reconciles with (visitor IDs, or
     its declared IDs from the derived-ID cache): written again when they changed.
@@ -176,13 +180,13 @@ def keys(
             as a cache does).
         root: this workspace's storage folder.
         source: the data source.
-        buckets: ``[engine] buckets`` (0: one per :data:`ROWS_PER_BUCKET`, at least one per
-            task slot).
-        workers: the cluster's task slots.
+        buckets: ``[engine] buckets`` (0: one per :data:`ROWS_PER_BUCKET`, at least
+            :data:`MIN_BUCKETS`). The count depends on the data only, not on the cluster's
+            size: a state written with one count is read by tasks of the same count.
     """
     rows = _keys_rows(source)
     count, fingerprint = _fingerprint(con, rows)
-    want = buckets or max(workers, math.ceil(count / ROWS_PER_BUCKET))
+    want = buckets or max(MIN_BUCKETS, math.ceil(count / ROWS_PER_BUCKET))
     name = keys_name(source)
     now = current(con, root, name)
     if now is not None and now.fingerprint == fingerprint and now.buckets == want:

@@ -92,7 +92,7 @@ def import_engine(
         with transaction(con):
             settle_state_kind(con, source)
     with open_cluster(config.engine) as cluster:
-        keys = datasets.keys(con, root, source, config.engine.buckets, cluster.workers)
+        keys = datasets.keys(con, root, source, config.engine.buckets)
         datasets.move_state_out(con, root, source, keys.buckets, *state_table(source))
         work = root / "work" / uuid.uuid4().hex[:12]
         work.mkdir(parents=True)
