@@ -34,16 +34,12 @@ def add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, i
     pid, vid, table = staged.column("profile_id"), staged.column("visitor_id"), staged.table
     good = f"coalesce(regexp_full_match({vid}, '{_VISITOR_ID}'), false)"
     known = f"EXISTS (SELECT 1 FROM profiles AS p WHERE p.profile_id = {table}.{pid})"
-    row = con.execute(
-        f"SELECT count(*), count(*) FILTER (WHERE NOT {good}), "
-        f"count(*) FILTER (WHERE {good} AND NOT {known}) FROM {table}"
-    ).fetchone()
-    assert row is not None
-    read, bad_ids, unknown = (int(v) for v in row)
+    read = staged.rows
     # Stored as 128-bit integers (38 digits fit a HUGEINT), cast once here, in bulk; the view
-    # ``visitors`` shows them as the 38-digit text they were read as. The DISTINCT runs on the
-    # text, as before integers: the rows are stored in the same order, and an export, which
-    # writes IDs in the order it reads them, writes the same bytes.
+    # ``visitors`` shows them as the 38-digit text they were read as. This statement is kept
+    # as it was, to the letter: the order of the rows it stores (that of the DISTINCT, which
+    # the plan decides) is the order in which an export writes the IDs, and any change to it
+    # (grouping on the integer, a join instead of EXISTS, another filter) changes that order.
     added = count(
         con,
         f"INSERT INTO visitor_keys (profile_id, vid) "
@@ -53,6 +49,15 @@ def add_visitors(con: duckdb.DuckDBPyConnection, staged: Staged) -> tuple[int, i
         "WHERE NOT EXISTS (SELECT 1 FROM visitor_keys AS v "
         "WHERE v.profile_id = n.profile_id AND v.vid = n.vid)",
     )
+    bad_ids = unknown = 0
+    if added < read:
+        # Some row was not added (rejected, repeated or already stored): count the rejected.
+        row = con.execute(
+            f"SELECT count(*) FILTER (WHERE NOT {good}), "
+            f"count(*) FILTER (WHERE {good} AND NOT {known}) FROM {table}"
+        ).fetchone()
+        assert row is not None
+        bad_ids, unknown = int(row[0]), int(row[1])
     if added:
         # Recorded for the import: when no visitor ID belongs to two profiles, the count of
         # matched members needs no DISTINCT (deleting rows later keeps it true).
