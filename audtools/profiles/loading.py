@@ -215,15 +215,14 @@ def load_visitors(
 def _check_profile_ids(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
     """Refuse rows without a ``profile_id`` and a ``profile_id`` that appears twice."""
     pid = staged.column("profile_id")
-    # One scan: blank IDs (trimmed only when the first character is a space: trim costs five
-    # times the test) and whether any ID repeats (the rows of a repeat are looked up only then).
+    # Blank IDs are trimmed only when the first character is a space (trim costs five times the
+    # test); the rows of a repeated ID are looked up only when the IDs are not all different.
     is_blank = (
         f"{pid} IS NULL OR {pid} = '' OR (ascii({pid}) IN ({_ASCII_CODES}) "
         f"AND trim({pid}, {_ASCII_SPACE}) = '')"
     )
     blank = con.execute(
-        f"SELECT count(*) FILTER (WHERE {is_blank}), min(rowid) FILTER (WHERE {is_blank}), "
-        f"count(DISTINCT {pid}) FROM {staged.table}"
+        f"SELECT count(*), min(rowid) FROM {staged.table} WHERE {is_blank}"
     ).fetchone()
     assert blank is not None
     if blank[0]:
@@ -234,7 +233,7 @@ def _check_profile_ids(con: duckdb.DuckDBPyConnection, staged: Staged) -> None:
             code="bad_profiles",
             file=str(staged.path),
         )
-    if blank[2] == staged.rows:
+    if count(con, f"SELECT count(DISTINCT {pid}) FROM {staged.table}") == staged.rows:
         return
     dup = con.execute(
         f"SELECT count(*), arg_min(id, first), sum(n) FROM "
