@@ -60,6 +60,8 @@ class FileKind:
         code: the error code when it does not.
         what: how messages name it.
         only: stage only the required columns, as text.
+        convert: ``(column, SQL, type)``: the required ``column`` is staged as the SQL (each
+            ``{}`` in it is the column's text), computed while the file is read.
     """
 
     table: str
@@ -67,6 +69,7 @@ class FileKind:
     code: str
     what: str
     only: bool
+    convert: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -171,6 +174,8 @@ def stage(
             keep = _kept(names, kind)
             selects = [f"c{i} AS c{new}" for new, i in enumerate(keep)]
             types = []
+        if kind.convert is not None:
+            _convert(selects, [names[i].strip().lower() for i in keep], kind.convert)
         select = f"SELECT {', '.join(selects)} FROM {source}"
         # CREATE TABLE AS answers with the rows it wrote.
         counted = _read(con, path, f"CREATE OR REPLACE TEMP TABLE {kind.table} AS {select}")
@@ -178,7 +183,16 @@ def stage(
     clean = [names[i].strip() for i in keep]
     if fmt == "csv":
         types = _infer_types(con, kind.table, clean, text)
+    if kind.convert is not None:
+        types[[n.lower() for n in clean].index(kind.convert[0])] = kind.convert[2]
     return Staged(path=path, kind=fmt, table=kind.table, names=clean, types=types, rows=rows)
+
+
+def _convert(selects: list[str], names: list[str], convert: tuple[str, str, str]) -> None:
+    """Stage the column ``convert`` names as its SQL instead of its text (``selects`` changed)."""
+    at = names.index(convert[0])
+    text, alias = selects[at].rsplit(" AS ", 1)
+    selects[at] = f"{convert[1].replace('{}', text)} AS {alias}"
 
 
 def _kept(names: list[str], kind: FileKind) -> list[int]:
