@@ -20,6 +20,7 @@ from audtools.profiles import loading as profiles_module
 from audtools.profiles.deletion import ProfileDelete, delete_profiles
 from audtools.profiles.loading import ProfileLoad, load_profiles, load_visitors, profile_columns
 from audtools.workspace import Workspace, init_workspace
+from audtools.workspace import database as store
 from audtools.workspace.database import arrow, connect
 
 V1 = "0" * 37 + "1"
@@ -149,6 +150,21 @@ def test_numbers_that_do_not_fit_or_look_like_codes_stay_text(
         ("big", "plus", "exp", "date_like"), "VARCHAR"
     )
     assert table(workspace) == [("P1", "123456789012345678901234", "+5", "1e5", "2024-02-30")]
+
+
+def test_a_value_late_in_the_file_decides_the_type(workspace: Workspace, tmp_path: Path) -> None:
+    rows = "".join(f"P{i},{i},{i},{i},2024-01-0{1 + i % 9}\n" for i in range(3000))
+    path = write(
+        tmp_path / "p.csv",
+        "profile_id,n,x,t,d\n" + rows + "Q,7,7.5,07,2024-13-01\n",  # each column's odd one last
+    )
+    load_profiles(workspace, path)
+    types = columns(workspace)
+    kinds = (types["n"], types["x"], types["t"], types["d"])
+    assert kinds == ("BIGINT", "DOUBLE", "VARCHAR", "VARCHAR")
+    assert query(workspace, "SELECT n, x, t, d FROM profiles WHERE profile_id = 'Q'") == [
+        (7, 7.5, "07", "2024-13-01")
+    ]
 
 
 def test_a_configured_reconciliation_key_is_text(workspace: Workspace, tmp_path: Path) -> None:
@@ -461,6 +477,23 @@ def test_visitors_are_added_deduplicated_and_checked(base: Workspace, tmp_path: 
     again = load_visitors(base, path)
     assert (again.visitors_added, again.visitors_rejected) == (0, 6)
     assert query(base, "SELECT count(*) FROM visitors") == [(3,)]
+
+
+def test_visitor_ids_are_stored_in_the_order_of_their_first_row(
+    base: Workspace, tmp_path: Path
+) -> None:
+    # The order an export writes them in.
+    unique = f"SELECT value FROM meta WHERE key = '{store.VISITOR_IDS_UNIQUE}'"
+    rows = f"P3,{V3}\nP1,{V2}\nP3,{V3}\nP2,{V1}\nP9,{V1}\n"
+    result = load_visitors(base, write(tmp_path / "v.csv", "profile_id,visitor_id\n" + rows))
+    assert (result.visitors_read, result.visitors_added, result.visitors_rejected) == (5, 3, 1)
+    assert query(base, "SELECT * FROM visitors") == [("P3", V3), ("P1", V2), ("P2", V1)]
+    assert query(base, unique) == [("true",)]
+    more = f"P1,{V1}\nP2,{V1}\nP1,{V2}\nP1,{V1}\n"  # V1 now of two profiles
+    result = load_visitors(base, write(tmp_path / "w.csv", "profile_id,visitor_id\n" + more))
+    assert (result.visitors_read, result.visitors_added, result.visitors_rejected) == (4, 1, 0)
+    assert query(base, "SELECT * FROM visitors")[3:] == [("P1", V1)]
+    assert query(base, unique) == [("false",)]
 
 
 def test_visitors_of_profiles_loaded_in_the_same_call(base: Workspace, tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ class FileKind:
         code: the error code when it does not.
         what: how messages name it.
         only: stage only the required columns, as text.
+        convert: ``(column, SQL, type)``: the required ``column`` is staged as the SQL (each
+            ``{}`` in it is the column's text), computed while the file is read.
     """
 
     table: str
@@ -67,6 +69,7 @@ class FileKind:
     code: str
     what: str
     only: bool
+    convert: tuple[str, str, str] | None = None
 
 
 @dataclass
@@ -171,14 +174,25 @@ def stage(
             keep = _kept(names, kind)
             selects = [f"c{i} AS c{new}" for new, i in enumerate(keep)]
             types = []
+        if kind.convert is not None:
+            _convert(selects, [names[i].strip().lower() for i in keep], kind.convert)
         select = f"SELECT {', '.join(selects)} FROM {source}"
-        _read(con, path, f"CREATE OR REPLACE TEMP TABLE {kind.table} AS {select}")
+        # CREATE TABLE AS answers with the rows it wrote.
+        counted = _read(con, path, f"CREATE OR REPLACE TEMP TABLE {kind.table} AS {select}")
+    rows = int(counted[0][0]) if counted and counted[0][0] is not None else 0
     clean = [names[i].strip() for i in keep]
-    counted = con.execute(f"SELECT count(*) FROM {kind.table}").fetchone()
-    rows = int(counted[0]) if counted and counted[0] is not None else 0
     if fmt == "csv":
         types = _infer_types(con, kind.table, clean, text)
+    if kind.convert is not None:
+        types[[n.lower() for n in clean].index(kind.convert[0])] = kind.convert[2]
     return Staged(path=path, kind=fmt, table=kind.table, names=clean, types=types, rows=rows)
+
+
+def _convert(selects: list[str], names: list[str], convert: tuple[str, str, str]) -> None:
+    """Stage the column ``convert`` names as its SQL instead of its text (``selects`` changed)."""
+    at = names.index(convert[0])
+    text, alias = selects[at].rsplit(" AS ", 1)
+    selects[at] = f"{convert[1].replace('{}', text)} AS {alias}"
 
 
 def _kept(names: list[str], kind: FileKind) -> list[int]:
@@ -292,37 +306,40 @@ def _csv_options(delimiter: str | None, encoding: str) -> str:
 def _infer_types(
     con: duckdb.DuckDBPyConnection, table: str, names: list[str], text: set[str]
 ) -> list[str | None]:
-    """Type each CSV column from all its values (see the module docstring)."""
+    """Type each CSV column from all its values (see the module docstring).
+
+    Each column is tried as integers, then numbers, then dates; a try stops at the first value
+    that fails it (a text column costs a few rows), so only the column's own type reads every
+    value. Empty fields are NULL and say nothing about the type: only values are tested.
+    """
     types: list[str | None] = ["VARCHAR"] * len(names)
     probe = [i for i, n in enumerate(names) if n.lower() not in text]
     if not probe:
         return types
-    parts = []
-    for i in probe:
-        c = f"c{i}"
-        is_int = f"(regexp_full_match({c}, '{_INT}') AND TRY_CAST({c} AS BIGINT) IS NOT NULL)"
-        # Empty fields are NULL and say nothing about the type: only values are tested.
-        present = f"FILTER (WHERE {c} IS NOT NULL)"
-        parts += [
-            f"count({c})",
-            f"bool_and({is_int}) {present}",
-            f"bool_and({is_int} OR regexp_full_match({c}, '{_DEC}')) {present}",
-            f"bool_and(regexp_full_match({c}, '{_ISO_DATE}') AND TRY_CAST({c} AS DATE) IS NOT NULL) "
-            f"{present}",
-        ]
-    row = con.execute(f"SELECT {', '.join(parts)} FROM {table}").fetchone()
+    row = con.execute(f"SELECT {', '.join(f'count(c{i})' for i in probe)} FROM {table}").fetchone()
     assert row is not None
-    for k, i in enumerate(probe):
-        values, integers, numbers, dates = row[4 * k : 4 * k + 4]
+    for values, i in zip(row, probe, strict=True):
         if not values:
             types[i] = None
-        elif integers:
-            types[i] = "BIGINT"
-        elif numbers:
-            types[i] = "DOUBLE"
-        elif dates:
-            types[i] = "DATE"
+            continue
+        for kind, test in _type_tests(f"c{i}"):
+            fails = con.execute(
+                f"SELECT 1 FROM {table} WHERE c{i} IS NOT NULL AND NOT ({test}) LIMIT 1"
+            ).fetchall()
+            if not fails:
+                types[i] = kind
+                break
     return types
+
+
+def _type_tests(c: str) -> list[tuple[str, str]]:
+    """``(type, SQL true when the value fits it)`` for column ``c``, narrowest type first."""
+    is_int = f"(regexp_full_match({c}, '{_INT}') AND TRY_CAST({c} AS BIGINT) IS NOT NULL)"
+    return [
+        ("BIGINT", is_int),
+        ("DOUBLE", f"{is_int} OR regexp_full_match({c}, '{_DEC}')"),
+        ("DATE", f"regexp_full_match({c}, '{_ISO_DATE}') AND TRY_CAST({c} AS DATE) IS NOT NULL"),
+    ]
 
 
 def _read(con: duckdb.DuckDBPyConnection, path: Path, sql: str) -> list[tuple[Any, ...]]:
