@@ -30,6 +30,7 @@ from audtools.formats.outbound import (
     parse_name,
     read_info,
 )
+from audtools.formats.outbound_rows import PAIRS_KEYS_SCHEMA
 
 DATA = Path(__file__).parent / "data" / "outbound"
 SHAPES = DATA / "ftp_46390_14016_iter_1486140844000.sync"
@@ -792,6 +793,44 @@ def test_written_rows_round_trip(batch: tuple[bytes, list, str, bool], chunk: in
         assert rejects == []
         assert pairs == expected
         assert reader.rows_total == len({p[0] for p in expected})
+
+
+def _integer_pairs(content: bytes, simple: bool, chunk: int) -> tuple[list, list]:
+    """The pairs of ``content`` read with ``integer_ids``, each ID made whole again."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ftp_1_2_iter_1486140844000.sync"
+        path.write_bytes(content)
+        reader = OutboundReader(path, id_rule="visitor_id", integer_ids=True, chunk_bytes=chunk)
+        reader._simple = simple
+        chunks = list(reader)
+    for chunk_ in chunks:
+        assert chunk_.pairs.schema.equals(PAIRS_KEYS_SCHEMA)
+    pairs = [
+        (r["line"], f"{r['id_high'] * 10**19 + r['id_low']:038d}", r["sid"], r["op"])
+        for c in chunks
+        for r in c.pairs.to_pylist()
+    ]
+    return pairs, [tuple(r.values()) for c in chunks for r in c.rejects.to_pylist()]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    content=st.one_of(_junk, _batch().filter(lambda b: b[2] == "visitor_id").map(lambda b: b[0])),
+    chunk=st.sampled_from([1, 3, 1 << 20]),
+)
+def test_integer_ids_are_the_ids_read_as_text(content: bytes, chunk: int) -> None:
+    """Visitor IDs read as two 19-digit numbers are the 38-digit texts, leading zeros and all,
+    with the same pairs and rejects, through both parsers."""
+    for simple in (True, False):
+        pairs, rejects, _ = _read_bytes(
+            content, id_rule="visitor_id", chunk_bytes=chunk, simple=simple
+        )
+        assert _integer_pairs(content, simple, chunk) == (pairs, rejects)
+
+
+def test_integer_ids_need_the_visitor_id_rule() -> None:
+    with pytest.raises(ValueError, match="integer_ids"):
+        OutboundReader(SHAPES, id_rule="declared_id", integer_ids=True)
 
 
 def test_missing_file_is_an_input_error(tmp_path: Path) -> None:

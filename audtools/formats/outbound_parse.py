@@ -17,7 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["REASON_NAMES", "REJECT_REASONS", "SEPARATORS", "IdRule", "Parsed", "parse_block"]
+from audtools.columns.chunks import buffers
+
+__all__ = ["REASON_NAMES", "REJECT_REASONS", "SEPARATORS", "IdRule", "Parsed", "parse_block",
+           "visitor_id_halves"]
 
 SEPARATORS = (",", ";", "|", " ")
 """The separators of segment lists a data source may set (``outbound_separator``)."""
@@ -79,18 +82,50 @@ class Parsed:
         reason: a code per line: 0 for a valid row, -1 for a blank line, else a reject (its name
             is ``REASON_NAMES[code]``).
         pair_line: the 0-based line of each pair.
-        ids: the ID of each pair.
+        ids: the ID of each pair (None when parsed with ``integer_ids``).
         sids: the segment ID of each pair (int64).
         ops: per pair, True when it comes from ``SEGMENTS``, False from ``REMOVED``.
         newlines: newline characters in the block.
+        id_halves: with ``integer_ids``, each pair's visitor ID as two uint64 numbers, its first
+            19 digits and its last 19 (the ID is ``high * 10**19 + low``); else None.
     """
 
     reason: np.ndarray  # int8 per line: _OK, _BLANK or a reject
     pair_line: np.ndarray  # 0-based line index of each pair
-    ids: pa.Array
+    ids: pa.Array | None
     sids: pa.Array
     ops: np.ndarray  # bool: True for SEGMENTS
     newlines: int
+    id_halves: tuple[np.ndarray, np.ndarray] | None = None
+
+
+def visitor_id_halves(u8: np.ndarray, starts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 38-digit visitor IDs starting at ``starts`` in ``u8`` as two uint64 numbers each:
+    the first 19 digits and the last 19 (19 digits fit 64 bits; 38 do not).
+
+    Every ID must be 38 ASCII digits (a valid row's). The digits are read as a matrix and
+    summed column by column, about 0.1 us per ID, so that DuckDB makes each 128-bit integer
+    with a multiply and an add: a fifth of the CPU of casting 38 characters of text.
+    """
+    if not len(starts):
+        empty = np.zeros(0, np.uint64)
+        return empty, empty.copy()
+    digits = np.lib.stride_tricks.sliding_window_view(u8, 38)[starts] - np.uint8(48)
+    high = digits[:, 0].astype(np.uint64)
+    low = digits[:, 19].astype(np.uint64)
+    ten = np.uint64(10)
+    for j in range(1, 19):
+        high *= ten
+        high += digits[:, j]
+        low *= ten
+        low += digits[:, 19 + j]
+    return high, low
+
+
+def _string_halves(ids: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`visitor_id_halves` of a string array of valid visitor IDs (38 bytes each)."""
+    offsets, data = buffers(ids)
+    return visitor_id_halves(data, offsets[:-1])
 
 
 def _np(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -125,7 +160,11 @@ def _in_spans(positions: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np
 
 
 def _parse_simple(
-    data: bytes, id_rule: IdRule, lowercase_ids: bool, separator: str = ","
+    data: bytes,
+    id_rule: IdRule,
+    lowercase_ids: bool,
+    separator: str = ",",
+    integer_ids: bool = False,
 ) -> Parsed | None:
     """Parse an ASCII block without spaces, CR or DEL with numpy alone, or return None.
 
@@ -187,14 +226,36 @@ def _parse_simple(
 
     kept = tok_index[reason[tok_line] == _OK]
     pair_line = line[kept]
+    ids, halves = _pair_ids(alternating, u8, first, starts, reason, pair_line, integer_ids)
     return Parsed(
         reason=reason,
         pair_line=pair_line,
-        ids=pc.take(alternating, pa.array(2 * first[pair_line])),
+        ids=ids,
         sids=pc.cast(pc.take(alternating, pa.array(2 * kept)), pa.int64()),
         ops=col[kept] == 1,
         newlines=newlines,
+        id_halves=halves,
     )
+
+
+def _pair_ids(
+    alternating: pa.Array,
+    u8: np.ndarray,
+    first: np.ndarray,
+    starts: np.ndarray,
+    reason: np.ndarray,
+    pair_line: np.ndarray,
+    integer_ids: bool,
+) -> tuple[pa.Array | None, tuple[np.ndarray, np.ndarray] | None]:
+    """Each pair's ID for :func:`_parse_simple`: its text (piece ``2 * first[i]`` of
+    ``alternating`` is the ID of line ``i``, starting at byte ``starts[first[i]]``), or with
+    ``integer_ids`` its halves, each valid line's ID read once."""
+    if not integer_ids:
+        return pc.take(alternating, pa.array(2 * first[pair_line])), None
+    valid = np.flatnonzero(reason == _OK)
+    high, low = np.zeros(len(reason), np.uint64), np.zeros(len(reason), np.uint64)
+    high[valid], low[valid] = visitor_id_halves(u8, starts[first[valid]])
+    return None, (high[pair_line], low[pair_line])
 
 
 def _split_columns(
@@ -303,6 +364,7 @@ def parse_block(
     *,
     simple: bool = True,
     separator: str = ",",
+    integer_ids: bool = False,
 ) -> Parsed:
     """Parse a block of whole lines (only the file's last line may lack its newline).
 
@@ -312,6 +374,8 @@ def parse_block(
         lowercase_ids: lower-case the IDs.
         simple: try the numpy parser first (tests turn it off to compare both parsers).
         separator: the separator of the segment lists: ``,``, ``;``, ``|`` or a space.
+        integer_ids: give visitor IDs as :attr:`Parsed.id_halves` instead of text
+            (``id_rule`` must be ``visitor_id``).
 
     Returns:
         The block's :class:`Parsed` lines.
@@ -325,9 +389,13 @@ def parse_block(
     parsed = None
     if separator not in SEPARATORS:
         raise ValueError(f"separator must be one of {SEPARATORS}, not {separator!r}")
+    if integer_ids and id_rule != "visitor_id":
+        raise ValueError("integer_ids needs the visitor_id rule")
     if simple and ascii_only and not (b" " in data or b"\r" in data or b"\x7f" in data):
-        parsed = _parse_simple(data, id_rule, lowercase_ids, separator)
+        parsed = _parse_simple(data, id_rule, lowercase_ids, separator, integer_ids)
     if parsed is None:
         parsed = _parse_general(data, id_rule, lowercase_ids, separator)
+        if integer_ids and parsed.ids is not None:
+            parsed.id_halves, parsed.ids = _string_halves(parsed.ids), None
     parsed.reason[bad_lines] = _ENC
     return parsed

@@ -47,6 +47,7 @@ from audtools.formats.outbound_parse import (
 )
 
 __all__ = [
+    "PAIRS_KEYS_SCHEMA",
     "PAIRS_SCHEMA",
     "REJECTS_SCHEMA",
     "REJECT_REASONS",
@@ -65,6 +66,17 @@ PAIRS_SCHEMA = pa.schema(
     [("line", pa.int64()), ("id", pa.string()), ("sid", pa.int64()), ("op", pa.int8())]
 )
 """The schema of :attr:`RowChunk.pairs`."""
+PAIRS_KEYS_SCHEMA = pa.schema(
+    [
+        ("line", pa.int64()),
+        ("id_high", pa.uint64()),
+        ("id_low", pa.uint64()),
+        ("sid", pa.int64()),
+        ("op", pa.int8()),
+    ]
+)
+"""The schema of :attr:`RowChunk.pairs` read with ``integer_ids``: each visitor ID is
+``id_high * 10**19 + id_low`` (its first 19 digits and its last 19)."""
 REJECTS_SCHEMA = pa.schema([("line", pa.int64()), ("reason", pa.string())])
 """The schema of :attr:`RowChunk.rejects`."""
 
@@ -170,6 +182,8 @@ class OutboundReader:
         limits: the size limits of a line and of a compressed file's content.
         keep_rejects: at most this many rejects are listed in the chunks' ``rejects`` (all are
             counted in ``rejected_total``); None lists them all.
+        integer_ids: give each visitor ID as two integers (:data:`PAIRS_KEYS_SCHEMA`) instead
+            of text; ``id_rule`` must be ``visitor_id``.
 
     Raises:
         InputError: while iterating, code ``corrupt_gzip`` for a compressed file that cannot be
@@ -193,9 +207,12 @@ class OutboundReader:
         separator: str = ",",
         limits: Limits | None = None,
         keep_rejects: int | None = None,
+        integer_ids: bool = False,
     ) -> None:
         if id_rule not in ("visitor_id", "declared_id"):
             raise ValueError(f"id_rule must be 'visitor_id' or 'declared_id', not {id_rule!r}")
+        if integer_ids and id_rule != "visitor_id":
+            raise ValueError("integer_ids needs id_rule 'visitor_id'")
         if chunk_bytes < 1:
             raise ValueError("chunk_bytes must be positive")
         if separator not in SEPARATORS:
@@ -209,6 +226,7 @@ class OutboundReader:
         self.separator = separator
         self.limits = limits or Limits()
         self.keep_rejects = keep_rejects
+        self.integer_ids = integer_ids
         self.newline_count = 0
         self.rows_total = 0
         self.rejected_total = 0
@@ -236,7 +254,12 @@ class OutboundReader:
                 file=self.name,
             )
         parsed = parse_block(
-            data, self.id_rule, self.lowercase_ids, simple=self._simple, separator=self.separator
+            data,
+            self.id_rule,
+            self.lowercase_ids,
+            simple=self._simple,
+            separator=self.separator,
+            integer_ids=self.integer_ids,
         )
         return parsed, len(data), not data.endswith(b"\n")
 
@@ -279,15 +302,12 @@ class OutboundReader:
 
 
 def _pairs_table(parsed: Parsed, first_line: int) -> pa.Table:
-    return pa.table(
-        [
-            pa.array(parsed.pair_line + first_line, pa.int64()),
-            parsed.ids,
-            parsed.sids,
-            pa.array(parsed.ops, pa.int8()),
-        ],
-        schema=PAIRS_SCHEMA,
-    )
+    lines = pa.array(parsed.pair_line + first_line, pa.int64())
+    ops = pa.array(parsed.ops, pa.int8())
+    if parsed.id_halves is not None:
+        high, low = parsed.id_halves
+        return pa.table([lines, high, low, parsed.sids, ops], schema=PAIRS_KEYS_SCHEMA)
+    return pa.table([lines, parsed.ids, parsed.sids, ops], schema=PAIRS_SCHEMA)
 
 
 def _rejects_table(parsed: Parsed, listed: np.ndarray, first_line: int) -> pa.Table:

@@ -36,7 +36,7 @@ from audtools.importing.rejects import Rejects
 from audtools.importing.result import ImportResult
 from audtools.profiles import declared_ids as derived
 from audtools.workspace import Workspace, as_workspace, new_run_id, utc_text
-from audtools.workspace.database import uncompressed_writes
+from audtools.workspace.database import uncompressed_writes, unordered_inserts
 from audtools.workspace.progress import hide_bars
 from audtools.workspace.runs import now_utc, run_log, sync_window, write_failure, write_result
 
@@ -300,9 +300,10 @@ def _store_audience(
     )
     if plan.source.reconciliation != "visitor_id":
         uncompressed_writes(con)  # as the segment state of text IDs (see uncompressed_writes)
-    con.execute(
-        f"INSERT INTO audience_members SELECT ?, profile_id, address FROM {members}", [label]
-    )
+    with unordered_inserts(con):
+        con.execute(
+            f"INSERT INTO audience_members SELECT ?, profile_id, address FROM {members}", [label]
+        )
 
 
 def _record_run(

@@ -21,6 +21,7 @@ from functools import partial
 from typing import Protocol
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 
 from audtools.config import DataSource, WorkspaceConfig
@@ -31,7 +32,7 @@ from audtools.formats.outbound_rows import Limits, OutboundReader
 from audtools.importing.batches import Batch, BatchStatus, DropFile, SourceBatches
 from audtools.importing.rejects import Rejects
 from audtools.importing.scan import scan, scan_drop
-from audtools.workspace.database import VISITOR_ID_TEXT, uncompressed_writes
+from audtools.workspace.database import VISITOR_ID_TEXT, uncompressed_writes, unordered_inserts
 
 __all__ = [
     "ApplyResult",
@@ -249,11 +250,13 @@ def settle_state_kind(con: duckdb.DuckDBPyConnection, source: DataSource) -> Non
 def _read_part(
     con: duckdb.DuckDBPyConnection, reader: OutboundReader, name: str, rejects: Rejects
 ) -> None:
+    # A visitor ID becomes a 128-bit integer here, once, as the rows go in: the reader gives
+    # its two 19-digit halves (numbers read while parsing), DuckDB multiplies and adds (a
+    # fifth of the cost of casting the text). _stage's id is HUGEINT for visitor IDs.
+    ids = "CAST(id_high AS HUGEINT) * 10000000000000000000 + id_low" if reader.integer_ids else "id"
     for chunk in reader:
         con.register("_pairs", chunk.pairs)
-        # A visitor ID becomes a 128-bit integer here, once, as the rows go in (a cast per
-        # column, not per row; _stage's id is HUGEINT for a visitor-ID data source).
-        con.execute("INSERT INTO _stage SELECT id, sid, op FROM _pairs")
+        con.execute(f"INSERT INTO _stage SELECT {ids}, sid, op FROM _pairs")
         con.unregister("_pairs")
         rejects.add(name, chunk.rejects)
 
@@ -314,6 +317,7 @@ def _stage(
             separator=source.outbound_separator,
             limits=limits,
             keep_rejects=rejects.remaining,
+            integer_ids=source.reconciliation == "visitor_id",
         )
         try:
             _read_part(con, reader, f.name.name, rejects)
@@ -340,16 +344,12 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
     table, col = state_table(source)
     if batch.mode == "full":
         con.execute(f"DELETE FROM {table} WHERE data_source = ?", [source.id])
-        # Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and
-        # the rows go in as they are (counting the hashes costs half the DISTINCT).
-        total, hashes = con.execute(
-            "SELECT count(*), count(DISTINCT hash(id, sid)) FROM _stage WHERE op = 1"
-        ).fetchall()[0]
         pairs = (
-            "_stage WHERE op = 1" if total == hashes
+            "_stage WHERE op = 1" if _pairs_distinct(con)
             else "(SELECT DISTINCT id, sid FROM _stage WHERE op = 1)"
         )
-        con.execute(f"INSERT INTO {table} SELECT ?, id, sid FROM {pairs}", [source.id])
+        with unordered_inserts(con):
+            con.execute(f"INSERT INTO {table} SELECT ?, id, sid FROM {pairs}", [source.id])
         return
     con.execute(
         f"""
@@ -359,15 +359,29 @@ def _apply_staged(con: duckdb.DuckDBPyConnection, batch: Batch, source: DataSour
         """,
         [source.id],
     )
-    con.execute(
-        f"""
-        INSERT INTO {table}
-        SELECT ?, a.id, a.sid FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1) a
-        ANTI JOIN (SELECT {col} AS id, sid FROM {table} WHERE data_source = ?) s
-          ON s.id = a.id AND s.sid = a.sid
-        """,
-        [source.id, source.id],
-    )
+    with unordered_inserts(con):
+        con.execute(
+            f"""
+            INSERT INTO {table}
+            SELECT ?, a.id, a.sid FROM (SELECT DISTINCT id, sid FROM _stage WHERE op = 1) a
+            ANTI JOIN (SELECT {col} AS id, sid FROM {table} WHERE data_source = ?) s
+              ON s.id = a.id AND s.sid = a.sid
+            """,
+            [source.id, source.id],
+        )
+
+
+def _pairs_distinct(con: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the staged pairs to add are all different, proved cheaply when they are.
+
+    Equal pairs hash equally: when every 64-bit hash differs, so does every pair, and the rows
+    go in without a DISTINCT. The hashes are compared sorted, in numpy (15 M of them in 0.3 s
+    of CPU, against 3.5 s for DuckDB's ``count(DISTINCT hash(id, sid))``); a repeated hash
+    (a repeated pair, or a rare collision) leaves the DISTINCT to DuckDB.
+    """
+    hashes = con.execute("SELECT hash(id, sid) AS h FROM _stage WHERE op = 1").fetchnumpy()["h"]
+    hashes = np.sort(np.asarray(hashes, dtype=np.uint64))
+    return not bool(np.any(hashes[1:] == hashes[:-1]))
 
 
 def batch_report(config: WorkspaceConfig, con: duckdb.DuckDBPyConnection) -> dict[str, object]:
