@@ -48,11 +48,6 @@ class Cluster:
         self.root = settings.storage
         self.threads = threads
 
-    @property
-    def workers(self) -> int:
-        """Task slots on the cluster now (threads of every worker)."""
-        return max(1, sum(self.client.nthreads().values()))
-
     def map(
         self,
         fn: Callable[..., T],
